@@ -1,0 +1,109 @@
+"""The Gaussian posterior q(z|x) = N(mu, diag(sigma^2)): reparameterized sampling, its backward, and the KL
+to the prior p(z) = N(0, I), in the two parametrizations the tutorials use.
+
+The reparameterization trick draws eps ~ N(0, I) outside the network and computes
+
+    z = mu + sigma * eps
+
+so z is a differentiable function of (mu, sigma) and the gradient flows back into the encoder.
+
+* `LogvarGaussian`: the encoder outputs logvar = log(sigma^2), so sigma = exp(0.5 * logvar) is always
+  positive and the head is unconstrained. This is the usual choice (tutorials 000, 002, 003).
+* `SigmaGaussian`: the encoder outputs sigma itself from a linear layer (tutorial 001). sigma may come out
+  negative; only sigma^2 enters the KL and z's distribution, so the sign is harmless.
+
+A common bug, in tutorial 003: sampling with `z = mu + exp(logvar) * eps`. That draws z with standard
+deviation exp(logvar) = sigma^2, i.e. variance sigma^4, while the KL term is written for variance
+exp(logvar) = sigma^2. The two halves of the loss then describe different distributions: the KL no longer
+measures the q that produced z, and the ELBO is not a bound. With logvar the standard deviation is
+exp(0.5 * logvar), the square root of the variance.
+
+Shapes: mu, logvar, sigma, eps and z are (B, latent). KL values are per example, (B,), summed over the
+latent units; the losses module and the model take the mean over the batch.
+"""
+
+import math
+
+from minivae import backend
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+class LogvarGaussian:
+    """q(z|x) parametrized by (mu, logvar). Forward `sample`, then `backward` with dL/dz."""
+
+    second = "logvar"  # name of the encoder's second head
+
+    def sample(self, mu, logvar, eps=None, rng=None):
+        """z = mu + exp(0.5 logvar) * eps. eps ~ N(0, I) is drawn from rng (default: backend.rng) unless given,
+        so a step can be replayed exactly. Returns z (B, latent)."""
+        if eps is None:
+            eps = (backend.rng if rng is None else rng).standard_normal(mu.shape, dtype=mu.dtype)
+        self.eps = eps
+        self.std = backend.xp.exp(0.5 * logvar)
+        return mu + self.std * eps
+
+    def backward(self, dz):
+        # dz/dmu = 1                               -> dmu = dz
+        # dz/dlogvar = eps * d exp(logvar/2)/dlogvar = 0.5 * std * eps  -> dlogvar = dz * 0.5 * std * eps
+        # Shapes: all (B, latent).
+        return dz, dz * (0.5 * self.std * self.eps)
+
+    @staticmethod
+    def kl(mu, logvar):
+        """KL(N(mu, exp(logvar)) || N(0, 1)) summed over latent units: (B,), plus d(sum KL)/dmu and /dlogvar.
+
+        KL = 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar)
+        dKL/dmu = mu;  dKL/dlogvar = 0.5 * (exp(logvar) - 1)
+        """
+        var = backend.xp.exp(logvar)
+        kl = 0.5 * (mu * mu + var - 1 - logvar).sum(axis=1)
+        return kl, mu, 0.5 * (var - 1)
+
+    @staticmethod
+    def log_q(z, mu, logvar):
+        """log N(z; mu, exp(logvar)) summed over latent units: (B,)."""
+        return -0.5 * ((z - mu) ** 2 * backend.xp.exp(-logvar) + logvar + LOG_2PI).sum(axis=1)
+
+
+class SigmaGaussian:
+    """q(z|x) parametrized by (mu, sigma), sigma straight from a linear layer (tutorial 001)."""
+
+    second = "sigma"
+    # The tutorial adds 1e-10 inside log(sigma^2) so that sigma = 0 does not give log(0) = -inf.
+    LOG_FLOOR = 1e-10
+
+    def sample(self, mu, sigma, eps=None, rng=None):
+        """z = mu + sigma * eps. Returns z (B, latent)."""
+        if eps is None:
+            eps = (backend.rng if rng is None else rng).standard_normal(mu.shape, dtype=mu.dtype)
+        self.eps = eps
+        return mu + sigma * eps
+
+    def backward(self, dz):
+        # dz/dmu = 1 -> dmu = dz;   dz/dsigma = eps -> dsigma = dz * eps.   Shapes: (B, latent).
+        return dz, dz * self.eps
+
+    @classmethod
+    def kl(cls, mu, sigma):
+        """KL = 0.5 * sum(mu^2 + sigma^2 - 1 - log(sigma^2 + floor)): (B,), plus the gradients.
+
+        dKL/dmu = mu;  dKL/dsigma = sigma - sigma / (sigma^2 + floor)   (= sigma - 1/sigma without the floor)
+        """
+        var = sigma * sigma
+        kl = 0.5 * (mu * mu + var - 1 - backend.xp.log(var + cls.LOG_FLOOR)).sum(axis=1)
+        return kl, mu, sigma - sigma / (var + cls.LOG_FLOOR)
+
+    @staticmethod
+    def log_q(z, mu, sigma):
+        """log N(z; mu, sigma^2) summed over latent units: (B,)."""
+        var = sigma * sigma
+        return -0.5 * ((z - mu) ** 2 / var + backend.xp.log(var) + LOG_2PI).sum(axis=1)
+
+
+POSTERIORS = {"logvar": LogvarGaussian, "sigma": SigmaGaussian}
+
+
+def log_prior(z):
+    """log N(z; 0, I) summed over latent units: (B,)."""
+    return -0.5 * (z * z + LOG_2PI).sum(axis=1)
