@@ -12,11 +12,10 @@ backward pass of "copy into windows". A transposed convolution uses the same pai
 The layers follow the contract of layers.py: forward keeps what backward needs, backward overwrites `grads`.
 """
 
-import math
 import numbers
 
 from minivae import backend
-from minivae.layers import Layer
+from minivae.layers import Layer, init_weights
 
 
 def _pair(value, what, minimum):
@@ -25,20 +24,6 @@ def _pair(value, what, minimum):
     if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and v >= minimum for v in pair):
         raise ValueError(f"{what} must be an int >= {minimum} or a pair of them, got {value!r}")
     return int(pair[0]), int(pair[1])
-
-
-def _init_weights(shape, fan_in, init, rng, dtype):
-    """W ~ N(0, scale^2) with scale = sqrt(gain / fan_in), as in Dense (he: gain 2, glorot: gain 1)."""
-    if init == "he":
-        scale = math.sqrt(2.0 / fan_in)
-    elif init == "glorot":
-        scale = math.sqrt(1.0 / fan_in)
-    elif isinstance(init, (int, float)):
-        scale = float(init)
-    else:
-        raise ValueError(f"unknown init {init!r}: use 'he', 'glorot' or a standard deviation")
-    rng = backend.rng if rng is None else rng
-    return (rng.standard_normal(shape, dtype="float64") * scale).astype(dtype)
 
 
 def _same_pads(in_size, kernel, stride):
@@ -109,7 +94,7 @@ class _ConvBase(Layer):
             raise ValueError(f"padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
         self.padding = "same" if padding == "same" else _pair(0 if padding == "valid" else padding, "padding", 0)
         kh, kw = self.kernel_size
-        W = _init_weights(weight_shape + (kh, kw), fan_in * kh * kw, init, rng, dtype)
+        W = init_weights(weight_shape + (kh, kw), fan_in * kh * kw, init, rng, dtype)
         self.params = {"W": W, "b": backend.xp.zeros(out_channels, dtype=dtype)}
         self.grads = {k: backend.xp.zeros_like(v) for k, v in self.params.items()}
 

@@ -35,6 +35,23 @@ class Layer:
         return f"{type(self).__name__}()"
 
 
+def init_weights(shape, fan_in, init, rng=None, dtype="float32"):
+    """Weights ~ N(0, scale^2) on the current backend: scale = sqrt(2 / fan_in) for init='he' (suits ReLU),
+    sqrt(1 / fan_in) for 'glorot' (LeCun-normal: suits tanh, sigmoid, linear heads), or init itself if it
+    is a number. rng: a NumPy or CuPy generator (default backend.rng); a NumPy one gives the same weights on
+    either backend."""
+    if init == "he":
+        scale = math.sqrt(2.0 / fan_in)
+    elif init == "glorot":
+        scale = math.sqrt(1.0 / fan_in)
+    elif isinstance(init, (int, float)) and not isinstance(init, bool):
+        scale = float(init)
+    else:
+        raise ValueError(f"unknown init {init!r}: use 'he', 'glorot' or a standard deviation")
+    rng = backend.rng if rng is None else rng
+    return backend.to_device(rng.standard_normal(shape, dtype="float64") * scale, dtype=dtype)
+
+
 class Dense(Layer):
     """Fully connected layer: out = x @ W + b.
 
@@ -48,18 +65,9 @@ class Dense(Layer):
     def __init__(self, in_dim, out_dim, init="he", rng=None, dtype="float32"):
         super().__init__()
         xp = backend.xp
-        rng = backend.rng if rng is None else rng
-        if init == "he":
-            scale = math.sqrt(2.0 / in_dim)
-        elif init == "glorot":
-            scale = math.sqrt(1.0 / in_dim)
-        elif isinstance(init, (int, float)):
-            scale = float(init)
-        else:
-            raise ValueError(f"unknown init {init!r}: use 'he', 'glorot' or a standard deviation")
         self.in_dim, self.out_dim, self.init = in_dim, out_dim, init
-        W = rng.standard_normal((in_dim, out_dim), dtype="float64") * scale
-        self.params = {"W": W.astype(dtype), "b": xp.zeros(out_dim, dtype=dtype)}
+        self.params = {"W": init_weights((in_dim, out_dim), in_dim, init, rng, dtype),
+                       "b": xp.zeros(out_dim, dtype=dtype)}
         self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
         self.x = None
 

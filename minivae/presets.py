@@ -1,0 +1,95 @@
+"""The default setup and one preset per seed tutorial: every hyperparameter of a run in one flat dict.
+
+A config is plain data (strings, numbers, lists), so it goes into metrics.json and checkpoints as it is, and
+`build_model(config)` rebuilds the exact architecture from it. The training command starts from
+`DEFAULT`, overlays a preset, then any command-line option the user gave.
+"""
+
+import copy
+
+DEFAULT = {
+    "dataset": "mnist",
+    "arch": "mlp",  # 'mlp', or 'conv' for the convnet of tutorial 003 (see conv.py)
+    "hidden": [400],  # encoder hidden sizes
+    "decoder_hidden": None,  # None: the encoder's, reversed
+    "latent": 20,
+    "activation": "relu",
+    "posterior": "logvar",  # 'logvar' or 'sigma'
+    "recon": "bce",  # 'bce' (logits), 'bce-prob' (Keras form), 'mse' (sum of squared errors)
+    "beta": 1.0,
+    "init": None,  # None: He before ReLU, Glorot elsewhere; or 'he', 'glorot', a standard deviation
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "batch_size": 128,
+    "epochs": 10,
+    "binarize": "none",  # 'none', 'threshold' (x > 0.5), 'dynamic' (a fresh Bernoulli draw every batch)
+    "validation": 0.0,  # fraction of the training set held out
+    "seed": 0,
+}
+
+PRESETS = {
+    "default": {},
+    # 000: TF-Slim on MNIST binarized at 0.5. fc 784-128 ReLU, then one linear 128-unit layer split into
+    # mu (64) and logvar (64) -- the same as two 64-unit heads; decoder 64-128 ReLU-784 logits; Bernoulli
+    # likelihood on logits; weights ~ N(0, 0.1^2) (truncated there); Adam defaults; 20,000 iterations of
+    # batch 100, about 33 epochs of 60,000 images.
+    "tfslim-binarized": {
+        "hidden": [128], "latent": 64, "recon": "bce", "init": 0.1, "binarize": "threshold",
+        "optimizer": "adam", "lr": 1e-3, "batch_size": 100, "epochs": 33,
+    },
+    # 001: Keras, encoder 784-250 ReLU with linear heads for mu and sigma (30 each), decoder 30-320 ReLU-784
+    # sigmoid, sum of squared errors, KL 0.5 (mu^2 + sigma^2 - 1 - log(1e-10 + sigma^2)); Adam defaults,
+    # batch 250, 50 epochs, grayscale MNIST.
+    "keras-sigma-mse": {
+        "hidden": [250], "decoder_hidden": [320], "latent": 30, "posterior": "sigma", "recon": "mse",
+        "optimizer": "adam", "lr": 1e-3, "batch_size": 250, "epochs": 50,
+    },
+    # 002: Keras, 784-256-2 ReLU, sigmoid decoder 2-256-784, binary cross-entropy on probabilities times 784
+    # (a per-example sum), logvar KL; RMSprop (lr 1e-3), batch 100, 50 epochs, grayscale MNIST.
+    "keras-2d-rmsprop": {
+        "hidden": [256], "latent": 2, "recon": "bce-prob", "optimizer": "rmsprop", "lr": 1e-3,
+        "batch_size": 100, "epochs": 50,
+    },
+    # 003: Keras convnet (conv 32, conv 64 stride 2, conv 64, conv 64, dense 32; latent 2; decoder dense,
+    # reshape, transposed conv, conv 1 filter sigmoid), BCE on probabilities, batch 16, 10 epochs. Its loss,
+    # per-pixel-mean BCE - 5e-4 * mean(1 + logvar - mu^2 - exp(logvar)), is the ELBO divided by 784 with
+    # beta = 784 * 5e-4 * 2 / latent = 0.392 (see conv.py); Adam is blind to the overall scale, so beta 0.392
+    # reproduces it. Pass --beta 1 for the plain ELBO.
+    "keras-conv-2d": {
+        "arch": "conv", "latent": 2, "recon": "bce-prob", "beta": 0.392, "optimizer": "adam", "lr": 1e-3,
+        "batch_size": 16, "epochs": 10,
+    },
+}
+
+SOURCES = {
+    "default": "the classic 784-400-20 MLP VAE (Kingma & Welling's setup)",
+    "tfslim-binarized": "seed 000_37a2b0a2cd9b3e89 (TF-Slim, binarized MNIST)",
+    "keras-sigma-mse": "seed 001_50716ab5e9c48dba (Keras, sigma parametrization, squared error)",
+    "keras-2d-rmsprop": "seed 002_2fcd8d9a0551ec36 (Keras, 2-D latent, RMSprop)",
+    "keras-conv-2d": "seed 003_2e3fa44ddac98e3b (Keras convnet, 2-D latent)",
+}
+
+
+def config_for(preset="default", **overrides):
+    """DEFAULT, then the preset, then the overrides whose value is not None."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    config = copy.deepcopy(DEFAULT) | copy.deepcopy(PRESETS[preset]) | {"preset": preset}
+    config |= {k: v for k, v in overrides.items() if v is not None}
+    return config
+
+
+def build_model(config, rng=None, dtype="float32"):
+    """The VAE a config describes, with fresh weights drawn from rng (default: backend.rng)."""
+    from minivae.vae import VAE
+
+    common = dict(latent=config["latent"], posterior=config["posterior"], recon=config["recon"],
+                  beta=config["beta"], rng=rng, dtype=dtype)
+    if config["arch"] == "conv":
+        from minivae.conv import conv_vae
+
+        return conv_vae(**common)
+    if config["arch"] != "mlp":
+        raise ValueError(f"unknown architecture {config['arch']!r}; choose 'mlp' or 'conv'")
+    return VAE(input_dim=784, hidden=config["hidden"], decoder_hidden=config["decoder_hidden"],
+               activation=config["activation"], init=config["init"], **common)
