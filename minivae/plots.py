@@ -28,15 +28,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.animation import PillowWriter
+from matplotlib.figure import Figure
+from scipy import stats
 
-matplotlib.use("Agg")  # draw into memory: works without a display (must come before importing pyplot)
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.animation import PillowWriter  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from minivae.backend import to_numpy  # noqa: E402
+from minivae.backend import to_numpy
 
 DPI = 100
 IMAGE_SHAPE = (28, 28)
@@ -63,15 +60,16 @@ def _atomic(path):
 
 @contextmanager
 def _figure(path, figsize, dpi):
-    """A new figure to draw on, saved (atomically) to `path` unless that is None, and closed whatever happens."""
-    fig = plt.figure(figsize=figsize, dpi=dpi)
-    try:
-        yield fig
-        if path is not None:
-            with _atomic(path) as tmp:
-                fig.savefig(tmp, dpi=dpi)
-    finally:
-        plt.close(fig)
+    """A new figure to draw on, saved (atomically) to `path` unless that is None.
+
+    A bare matplotlib Figure, not pyplot: it renders to files with no display and no GUI backend, and it
+    leaves the user's own pyplot state alone (a notebook's inline plots keep working after importing us).
+    """
+    fig = Figure(figsize=figsize, dpi=dpi)
+    yield fig
+    if path is not None:
+        with _atomic(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
 
 
 def _as_images(images, image_shape):
@@ -238,7 +236,7 @@ def _scatter_by_class(ax, points, labels, class_names):
         return
     labels = np.asarray(to_numpy(labels)).ravel()
     classes = np.unique(labels)
-    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "viridis")
+    cmap = matplotlib.colormaps.get_cmap("tab10" if len(classes) <= 10 else "viridis")
     for i, c in enumerate(classes):
         colour = cmap(i if len(classes) <= 10 else i / (len(classes) - 1))
         name = str(c) if class_names is None else str(class_names[c])

@@ -6,6 +6,7 @@ import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 
 from minivae import plots
@@ -27,17 +28,21 @@ def rng():
 @pytest.fixture(autouse=True)
 def no_open_figures():
     yield
-    assert plt.get_fignums() == [], "a plot function left a figure open"
+    assert plt.get_fignums() == [], "a plot function opened a pyplot figure"
 
 
 @pytest.fixture
 def drawn(monkeypatch):
-    """The figures the plot functions close, kept open here so that a test can look at what was drawn."""
-    kept, really_close = [], plt.close
-    monkeypatch.setattr(plt, "close", kept.append)
-    yield kept
-    for fig in kept:
-        really_close(fig)
+    """Every figure the plot functions make, kept here so that a test can look at what was drawn."""
+    kept = []
+
+    class Recorded(Figure):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            kept.append(self)
+
+    monkeypatch.setattr(plots, "Figure", Recorded)
+    return kept
 
 
 def png_shape(path):
@@ -172,7 +177,7 @@ def test_failed_write_keeps_old_file_and_removes_temp_file(tmp_path, monkeypatch
             half_written.write(b"half an ima")
         raise OSError("disk full")
 
-    monkeypatch.setattr(plt.Figure, "savefig", failing_savefig)
+    monkeypatch.setattr(Figure, "savefig", failing_savefig)
     with pytest.raises(OSError, match="disk full"):
         plots.loss_curves(HISTORY, path)
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["loss.png"]
@@ -312,3 +317,13 @@ def test_gif_frames_last_one_over_fps_seconds_and_loop(tmp_path, rng):
     path = plots.progress_gif([rng.random((28, 28)) for _ in range(3)], tmp_path / "p.gif", fps=4)
     with Image.open(path) as gif:
         assert gif.info["duration"] == 250 and gif.info["loop"] == 0
+
+
+def test_importing_plots_leaves_the_users_matplotlib_backend_alone():
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import minivae.plots; "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"

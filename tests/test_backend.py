@@ -1,0 +1,58 @@
+"""The one place that picks NumPy or CuPy."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minivae import backend
+
+
+def test_numpy_is_the_default_backend():
+    assert backend.name == "numpy" and backend.xp is np
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(backend.BackendError, match="unknown backend 'torch'; choose one of numpy, cupy"):
+        backend.use("torch")
+
+
+def test_asking_for_cupy_without_it_is_a_one_line_error():
+    try:
+        import cupy  # noqa: F401
+
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(backend.BackendError) as err:
+        backend.use("cupy")
+    assert "\n" not in str(err.value) and "CuPy is not installed" in str(err.value)
+    assert backend.name == "numpy"  # a failed switch leaves the backend as it was
+
+
+def test_environment_variable_selects_the_backend_at_import():
+    code = "from minivae import backend; print(backend.name)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"MINIVAE_BACKEND": "numpy", "PATH": ""}, check=True)
+    assert out.stdout.strip() == "numpy"
+
+
+def test_seed_makes_the_shared_generator_reproducible():
+    backend.seed(7)
+    first = backend.rng.standard_normal(3)
+    backend.seed(7)
+    np.testing.assert_array_equal(first, backend.rng.standard_normal(3))
+
+
+def test_to_numpy_and_to_device_round_trip():
+    a = np.arange(6, dtype=np.float64).reshape(2, 3)
+    on_device = backend.to_device(a, dtype="float32")
+    assert on_device.dtype == np.float32
+    np.testing.assert_array_equal(backend.to_numpy(on_device), a)
+
+
+def test_cupy_round_trip_returns_numpy(gpu):
+    a = backend.to_device(np.ones(3))
+    assert type(a).__module__.startswith("cupy")
+    assert isinstance(backend.to_numpy(a), np.ndarray)
