@@ -80,8 +80,8 @@ show("dhd", "dlogits W4^T", dhd)
 dz = dec_dense1.backward(dec_relu.backward(dhd))
 show("dz", "(dhd * [hd > 0]) W3^T", dz)
 dmu, dlogvar = model.posterior.backward(dz)
-show("dmu (recon)", "dz", dmu)
-show("dlogvar (recon)", "dz * 0.5 * exp(logvar / 2) * eps", dlogvar)
+show("dmu(recon)", "dz", dmu)
+show("dlogvar(recon)", "dz * 0.5 * exp(logvar / 2) * eps", dlogvar)
 dmu = dmu + model.beta / B * dkl_dmu
 dlogvar = dlogvar + model.beta / B * dkl_dlogvar
 show("dmu", "+ beta mu / B", dmu)
