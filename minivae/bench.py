@@ -6,6 +6,15 @@ layer needs no input gradient). Those products are the floor for this model on t
 (activations, the loss, the sampler, the optimizer's elementwise passes) is overhead, and the ratio
 step/floor says how much. Times are medians over repeats, measured in one run, so the ratio is comparable
 across machines even when absolute times are not.
+
+`--model conv` does the same for the convolutional VAE of tutorial 003 (conv.conv_vae: 550,629 parameters), at
+the tutorial's batch size 16 and at 128, and adds the projected time of one epoch of 60,000 images. Its floor
+is every Conv2D, ConvTranspose2D and Dense product of the step (one 2-D GEMM each, see conv.py) on the
+inputs the layers kept from a real step, written into preallocated outputs; im2col, col2im, padding and the
+elementwise passes are the overhead.
+
+On a machine where other busy processes share the cores, multithreaded BLAS can run many times slower (its
+threads wait for each other); OPENBLAS_NUM_THREADS=1 gives steadier figures there.
 """
 
 import argparse
@@ -15,6 +24,7 @@ import time
 import numpy as np
 
 from minivae import backend
+from minivae.conv import Conv2D, ConvTranspose2D, conv_vae
 from minivae.layers import Dense
 from minivae.optim import Adam
 from minivae.vae import VAE
@@ -59,19 +69,104 @@ def matmul_floor(model, x, eps):
     return products
 
 
+EPOCH = 60_000  # images in an MNIST epoch
+
+
+def conv_matmul_floor(model, x, eps):
+    """A function running exactly the matrix products of one step of a convolutional VAE, each into an output
+    allocated once: forward, weight gradient and (where backward computes it) input gradient of every Conv2D,
+    ConvTranspose2D and Dense layer, on the arrays that one real step left in each layer."""
+    xp = backend.xp
+    model.step(x, eps=eps)  # leaves cols (Conv2D), x2 and the im2col of dout (ConvTranspose2D), x (Dense)
+    # Sequential.backward computes every layer's input gradient except the first layer's of the encoder.
+    layers = [(layer, i > 0) for i, layer in enumerate(model.encoder.layers)]
+    layers += [(model.mu_head, True), (model.second_head, True)]
+    layers += [(layer, True) for layer in model.decoder.layers]
+    products = []  # (a, b, out): out = a @ b
+    for layer, need_dx in layers:
+        if isinstance(layer, Conv2D):  # out = W2 @ cols, dW2 = dout2 @ cols.T, dcols = W2.T @ dout2
+            W2, cols = layer.params["W"].reshape(layer.out_channels, -1), layer.cols
+            dout2 = xp.ones((W2.shape[0], cols.shape[1]), dtype=cols.dtype)
+            pairs = [(W2, cols), (dout2, cols.T)]
+            if need_dx and layer.dx_is_a_convolution():  # dx = W_turned @ im2col(dout), see Conv2D
+                dcols = layer.work["dcols"]
+                pairs.append((xp.ones((layer.in_channels, dcols.shape[0]), dtype=W2.dtype), dcols))
+            elif need_dx:
+                pairs.append((W2.T, dout2))
+        elif isinstance(layer, ConvTranspose2D):  # cols = W2.T @ x2, dW2 = x2 @ dcols.T, dx2 = W2 @ dcols
+            W2, x2, dcols = layer.params["W"].reshape(layer.in_channels, -1), layer.x2, layer.work["cols"]
+            pairs = [(W2.T, x2), (x2, dcols.T)] + [(W2, dcols)] * need_dx
+        elif isinstance(layer, Dense):  # out = x @ W, dW = x.T @ dout, dx = dout @ W.T
+            W, dout = layer.params["W"], xp.ones((len(x), layer.out_dim), dtype=x.dtype)
+            pairs = [(layer.x, W), (layer.x.T, dout)] + [(dout, W.T)] * need_dx
+        else:
+            continue
+        products += [(a, b, xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)) for a, b in pairs]
+
+    def run():
+        for a, b, out in products:
+            xp.matmul(a, b, out=out)
+
+    return run
+
+
+def bench_conv(batch, repeats, inner):
+    """Time a step of tutorial 003's conv VAE (Adam) and its matrix products at one batch size; print both."""
+    rng = np.random.default_rng(0)
+    x = backend.to_device((rng.random((batch, 784)) < 0.3).astype(np.float32))
+    eps = backend.to_device(rng.standard_normal((batch, 2)).astype(np.float32))
+    model = conv_vae(rng=np.random.default_rng(0))
+    opt = Adam(model.params)
+
+    def train_step():
+        model.step(x, eps=eps)
+        opt.step(model.grads)
+
+    train_step()  # the first step allocates the layers' work arrays
+    start = time.perf_counter()
+    train_step()
+    inner = inner or max(1, round(0.3 / (time.perf_counter() - start)))  # default: ~0.3 s per timing
+    floor = conv_matmul_floor(model, x, eps)
+    adam_alone = Adam({k: p.copy() for k, p in model.params.items()}, lr=1e-12)
+    step_s = _median_seconds(train_step, repeats, inner)
+    floor_s = _median_seconds(floor, repeats, inner)
+    part_s = {"forward+backward": _median_seconds(lambda: model.step(x, eps=eps), repeats, inner),
+              "adam": _median_seconds(lambda: adam_alone.step(model.grads), repeats, inner)}
+    step_s = min(step_s, _median_seconds(train_step, repeats, inner))  # re-time: noise only adds
+    floor_s = min(floor_s, _median_seconds(floor, repeats, inner))
+    n_params = sum(int(p.size) for p in model.params.values())
+    print(f"model 003 conv VAE ({n_params:,} parameters), batch {batch}, {backend.name}, "
+          f"{backend.xp.dtype(model.dtype).name}")
+    print(f"train step:         {step_s * 1e3:9.3f} ms   {1 / step_s:8.1f} steps/s   "
+          f"{batch / step_s:8.0f} samples/s")
+    print(f"epoch of {EPOCH:,}:    {EPOCH / batch * step_s:7.1f} s    (projected: {EPOCH / batch:.0f} steps)")
+    for name, seconds in part_s.items():
+        print(f"  {name + ':':18s}{seconds * 1e3:9.3f} ms")
+    print(f"matmul floor:       {floor_s * 1e3:9.3f} ms")
+    print(f"step/floor ratio: {step_s / floor_s:.2f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minivae.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--model", choices=("mlp", "conv"), default="mlp",
+                        help="mlp: the 784-400-20 VAE; conv: tutorial 003's convnet VAE at batch 16 and 128")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 128 (mlp); 16 and 128 (conv)")
     parser.add_argument("--hidden", type=int, default=400)
     parser.add_argument("--latent", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--inner", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=None, help="default 15 (mlp), 5 (conv)")
+    parser.add_argument("--inner", type=int, default=None, help="default 20 (mlp), ~0.3 s worth (conv)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     args = parser.parse_args(argv)
     try:
         backend.use("cupy" if args.device == "gpu" else "numpy")
     except backend.BackendError as err:
         parser.exit(2, f"error: {err}\n")
+    if args.model == "conv":
+        for i, batch in enumerate([args.batch_size] if args.batch_size else [16, 128]):
+            print("\n" * (i > 0), end="")
+            bench_conv(batch, args.repeats or 5, args.inner)
+        return
+    args.batch_size, args.repeats, args.inner = args.batch_size or 128, args.repeats or 15, args.inner or 20
     xp = backend.xp
     rng = np.random.default_rng(0)
     x = backend.to_device((rng.random((args.batch_size, 784)) < 0.3).astype(np.float32))

@@ -1,21 +1,37 @@
-"""Convolution layers with hand-written backward passes: Conv2D, ConvTranspose2D, Flatten and Reshape.
+"""Convolution layers with hand-written backward passes: Conv2D, ConvTranspose2D, Flatten and Reshape; and
+`conv_vae`, the convolutional VAE of tutorial 003.
 
 Layout is NCHW: x is (B, C, H, W). A convolution slides a (C, kh, kw) kernel over the (padded) image, and each
 output pixel is the dot product of the kernel with the window under it. im2col turns all of them into one matrix
-product by copying every window into a column:
+product by copying every window of the whole batch into a column:
 
-    cols[b, (c, i, j), (y, x)] = x_padded[b, c, y*sh + i, x*sw + j]        cols: (B, C*kh*kw, out_h*out_w)
+    cols[(c, i, j), (b, y, x)] = x_padded[b, c, y*sh + i, x*sw + j]        cols: (C*kh*kw, B*out_h*out_w)
 
-so that out[b] = W.reshape(C_out, C*kh*kw) @ cols[b]. col2im is its adjoint: it adds every column entry back
-onto the pixel it was copied from (a pixel shared by overlapping windows receives the sum), which is exactly the
-backward pass of "copy into windows". A transposed convolution uses the same pair the other way round.
-The layers follow the contract of layers.py: forward keeps what backward needs, backward overwrites `grads`.
+so that out = W.reshape(C_out, C*kh*kw) @ cols is ONE (C_out, K) @ (K, B*L) product for the batch. col2im is its
+adjoint: it adds every column entry back onto the pixel it was copied from (a pixel shared by overlapping windows
+receives the sum), which is exactly the backward pass of "copy into windows". A transposed convolution uses the
+same pair the other way round. The layers follow the contract of layers.py: forward keeps what backward needs,
+backward overwrites `grads`.
+
+Speed. At batch 128 the columns are big (C*9 times the image: 115 MB for 32 channels at 28x28), so:
+* One large 2-D product per pass, never B small ones: a batched matmul of (C_out, K) @ (K, L) per image runs
+  BLAS well below its speed on one (C_out, K) @ (K, B*L).
+* The product's output is channel-major, (C_out, B*L). Rather than copy it into NCHW order, the layer returns
+  it as a transposed *view*: its shape is (B, C, H, W), its memory (C, B, H, W). NumPy follows the strides, so
+  nobody can tell, except that the next layer's "channels first" reshape (`_channels_first`) is then free.
+* Big work arrays (the columns, the padded input) are kept in the layer and reused from step to step: a fresh
+  100 MB array costs ~10 ms of page faults every time it is first written. The padded copy keeps its zero
+  border, so only its inside is written.
+* col2im is kh*kw strided adds (9 for a 3x3 kernel), each over the whole batch; and where Conv2D's input
+  gradient can be had as a convolution instead (stride 1, no more output than input channels), it is: an
+  im2col and a product, no col2im (see Conv2D._dx_by_convolution).
 """
 
 import numbers
 
 from minivae import backend
-from minivae.layers import Layer, init_weights
+from minivae.layers import Dense, Layer, ReLU, Sequential, Sigmoid, init_weights
+from minivae.vae import VAE
 
 
 def _pair(value, what, minimum):
@@ -41,48 +57,58 @@ def _out_size(in_size, pads, kernel, stride):
     return size
 
 
-def _pad(x, pads):
-    """x (B, C, H, W) with zeros around: pads = ((top, bottom), (left, right)). x itself when all are 0."""
-    if not any(pads[0] + pads[1]):
-        return x
-    return backend.xp.pad(x, ((0, 0), (0, 0), *pads))
-
-
 def _crop(x_padded, pads):
-    """The inverse of _pad (a view): cut pads = ((top, bottom), (left, right)) off a (B, C, H, W) array."""
+    """The inverse of padding (a view): cut pads = ((top, bottom), (left, right)) off a (B, C, H, W) array."""
     (top, bottom), (left, right) = pads
     height, width = x_padded.shape[2:]
     return x_padded[:, :, top : height - bottom, left : width - right]
 
 
-def im2col(x_padded, kernel, stride, out_hw):
-    """Every kernel window of x_padded (B, C, Hp, Wp) as a column: cols (B, C*kh*kw, out_h*out_w)."""
+def _channels_first(x):
+    """(B, C, H, W) -> (C, B*H*W), the layout of the matrix products. Free (a view) when x is channel-major in
+    memory, as every output of these layers is; one copy otherwise."""
+    return x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)
+
+
+def _batch_first(x2, batch, height, width):
+    """(C, B*H*W) -> (B, C, H, W): a transposed view, nothing copied (the inverse of _channels_first)."""
+    return x2.reshape(len(x2), batch, height, width).transpose(1, 0, 2, 3)
+
+
+def im2col(x_padded, kernel, stride, out_hw, out=None):
+    """Every kernel window of x_padded (B, C, Hp, Wp) as a column: cols (C*kh*kw, B*out_h*out_w), written into
+    `out` (an array of that shape) when given."""
     (kh, kw), (sh, sw), (out_h, out_w) = kernel, stride, out_hw
     batch, channels = x_padded.shape[:2]
     s_b, s_c, s_y, s_x = x_padded.strides
-    # A view, nothing copied yet: windows[b, c, i, j, y, x] = x_padded[b, c, y*sh + i, x*sw + j].
+    # A view, nothing copied yet: windows[c, i, j, b, y, x] = x_padded[b, c, y*sh + i, x*sw + j].
     windows = backend.xp.lib.stride_tricks.as_strided(
-        x_padded, shape=(batch, channels, kh, kw, out_h, out_w), strides=(s_b, s_c, s_y, s_x, s_y * sh, s_x * sw)
+        x_padded, shape=(channels, kh, kw, batch, out_h, out_w), strides=(s_c, s_y, s_x, s_b, s_y * sh, s_x * sw)
     )
-    return windows.reshape(batch, channels * kh * kw, out_h * out_w)  # the one copy
+    if out is None:
+        return windows.reshape(channels * kh * kw, batch * out_h * out_w)  # the one copy
+    out.reshape(windows.shape)[...] = windows  # the one copy
+    return out
 
 
 def col2im(cols, padded_shape, kernel, stride, out_hw):
-    """The adjoint of im2col: add every entry of cols (B, C*kh*kw, out_h*out_w) back onto the pixel of a zero
-    (B, C, Hp, Wp) array that im2col copied it from. One vectorised add per kernel offset (kh*kw in all)."""
+    """The adjoint of im2col: add every entry of cols (C*kh*kw, B*out_h*out_w) back onto the pixel of a zero
+    (B, C, Hp, Wp) array that im2col copied it from. One vectorised add per kernel offset (kh*kw in all).
+    Returns a channel-major view (see _channels_first)."""
     (kh, kw), (sh, sw), (out_h, out_w) = kernel, stride, out_hw
-    batch, channels = padded_shape[:2]
-    x_padded = backend.xp.zeros(padded_shape, dtype=cols.dtype)
-    windows = cols.reshape(batch, channels, kh, kw, out_h, out_w)
+    batch, channels, height, width = padded_shape
+    x_padded = backend.xp.zeros((channels, batch, height, width), dtype=cols.dtype)
+    windows = cols.reshape(channels, kh, kw, batch, out_h, out_w)
     for i in range(kh):
         for j in range(kw):
             # tap (i, j) of output pixel (y, x) was read from x_padded[y*sh + i, x*sw + j]: add it back there
-            x_padded[:, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw] += windows[:, :, i, j]
-    return x_padded
+            x_padded[:, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw] += windows[:, i, j]
+    return x_padded.transpose(1, 0, 2, 3)
 
 
 class _ConvBase(Layer):
-    """What Conv2D and ConvTranspose2D share: checked kernel/stride/padding and the weight initialisation."""
+    """What Conv2D and ConvTranspose2D share: checked kernel/stride/padding, the weight initialisation, and the
+    work arrays kept between calls."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, weight_shape, fan_in, init, rng,
                  dtype):
@@ -97,6 +123,31 @@ class _ConvBase(Layer):
         W = init_weights(weight_shape + (kh, kw), fan_in * kh * kw, init, rng, dtype)
         self.params = {"W": W, "b": backend.xp.zeros(out_channels, dtype=dtype)}
         self.grads = {k: backend.xp.zeros_like(v) for k, v in self.params.items()}
+        self.work = {}
+
+    def _work(self, name, shape, dtype):
+        """An uninitialised array kept in the layer and reused while shape and dtype stay the same (see Speed)."""
+        array = self.work.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self.work[name] = backend.xp.empty(shape, dtype=dtype)
+        return array
+
+    def _padded(self, name, x, pads):
+        """x (B, C, H, W) with zeros around, pads = ((top, bottom), (left, right)); x itself when all are 0.
+        It is a work array: only its inside is written each time, the zero border stays from when the array was
+        made (a new one, zeroed, whenever the shape, dtype or pads change)."""
+        (top, bottom), (left, right) = pads
+        if not any(pads[0] + pads[1]):
+            return x
+        batch, channels, height, width = x.shape
+        shape = (batch, channels, height + top + bottom, width + left + right)
+        array = self.work.get(name)
+        if array is None or array.shape != shape or array.dtype != x.dtype or self.work.get(name + " pads") != pads:
+            # channel-major in memory, like the layers' outputs (see _channels_first), so the copy below is straight
+            array = backend.xp.zeros((channels, batch, *shape[2:]), dtype=x.dtype).transpose(1, 0, 2, 3)
+            self.work[name], self.work[name + " pads"] = array, pads
+        _crop(array, pads)[...] = x
+        return array
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -131,28 +182,58 @@ class Conv2D(_ConvBase):
         self.pads = self._pads(height, width)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         out_h, out_w = _out_size(height, self.pads[0], kh, sh), _out_size(width, self.pads[1], kw, sw)
-        x_padded = _pad(x, self.pads)
+        x_padded = self._padded("x padded", x, self.pads)
         self.padded_shape = x_padded.shape
-        self.cols = im2col(x_padded, self.kernel_size, self.stride, (out_h, out_w))  # (B, C_in*kh*kw, L)
-        out = self.params["W"].reshape(self.out_channels, -1) @ self.cols  # (B, C_out, L), L = out_h*out_w
+        cols_shape = (self.in_channels * kh * kw, batch * out_h * out_w)  # (K, B*L), L = out_h*out_w
+        self.cols = im2col(x_padded, self.kernel_size, self.stride, (out_h, out_w),
+                           out=self._work("cols", cols_shape, x.dtype))
+        out = self.params["W"].reshape(self.out_channels, -1) @ self.cols  # (C_out, B*L)
         out += self.params["b"][:, None]
-        return out.reshape(batch, self.out_channels, out_h, out_w)
+        return _batch_first(out, batch, out_h, out_w)
 
     def backward(self, dout, need_dx=True):
-        # With K = C_in*kh*kw, L = out_h*out_w and W2 = W.reshape(C_out, K): out[b] = W2 @ cols[b] + b, so
-        #   dW2[o, k] = sum_{b,l} dout[b, o, l] cols[b, k, l]   (C_out, K): one tensordot over b and l
-        #   db[o]     = sum_{b,l} dout[b, o, l]                 (C_out,)
-        #   dcols[b]  = W2.T @ dout[b]                          (B, K, L), and dx = crop(col2im(dcols)) (B, C_in, H, W)
+        # With K = C_in*kh*kw, N = B*out_h*out_w and W2 = W.reshape(C_out, K): out2 = W2 @ cols + b, so with
+        # dout2 = dout as (C_out, N):
+        #   dW2 = dout2 @ cols.T          (C_out, K)
+        #   db  = dout2 summed over N     (C_out,)
+        #   dcols = W2.T @ dout2          (K, N), and dx = crop(col2im(dcols))   (B, C_in, H, W)
         xp = backend.xp
-        dout_flat = dout.reshape(dout.shape[0], self.out_channels, -1)  # (B, C_out, L)
-        dW = xp.tensordot(dout_flat, self.cols, axes=([0, 2], [0, 2]))  # (C_out, K)
-        self.grads["W"][...] = dW.reshape(self.grads["W"].shape)
-        dout_flat.sum(axis=(0, 2), out=self.grads["b"])
+        W2 = self.params["W"].reshape(self.out_channels, -1)
+        dout2 = _channels_first(dout)
+        xp.matmul(dout2, self.cols.T, out=self.grads["W"].reshape(W2.shape))
+        dout2.sum(axis=1, out=self.grads["b"])
         if not need_dx:
             return None
-        dcols = self.params["W"].reshape(self.out_channels, -1).T @ dout_flat
+        if self.dx_is_a_convolution():
+            return self._dx_by_convolution(dout)
+        dcols = xp.matmul(W2.T, dout2, out=self._work("dcols", self.cols.shape, dout.dtype))
         dx_padded = col2im(dcols, self.padded_shape, self.kernel_size, self.stride, dout.shape[2:])
         return _crop(dx_padded, self.pads)
+
+    def dx_is_a_convolution(self):
+        """Whether backward gets dx by _dx_by_convolution (stride 1, no more output than input channels, pads
+        smaller than the kernel) rather than by col2im. Both give the same dx; this way is faster there."""
+        (kh, kw), ((top, bottom), (left, right)) = self.kernel_size, self.pads
+        return (self.stride == (1, 1) and self.out_channels <= self.in_channels
+                and max(top, bottom) < kh and max(left, right) < kw)
+
+    def _dx_by_convolution(self, dout):
+        # With stride 1, dx is itself a convolution:
+        #   dx[b, c, Y, X] = sum_{o,i,j} dout[b, o, Y + top - i, X + left - j] W[o, c, i, j]   (0 outside dout)
+        # = a stride-1 Conv2D of dout, padded by (kh-1-top, kh-1-bottom) rows and (kw-1-left, kw-1-right) columns,
+        # with the kernel turned by 180 degrees and its in/out channels swapped. So im2col gathers what col2im
+        # would scatter: dcols is (C_out*kh*kw, B*H*W) instead of (C_in*kh*kw, B*H*W), no bigger as C_out <= C_in,
+        # and copying is faster than col2im's adds. For a decoder's last layer (C_out = 1) dcols is 32x smaller,
+        # and the rank-1 product W2.T @ dout2, which BLAS does slowly, is gone.
+        (kh, kw), ((top, bottom), (left, right)) = self.kernel_size, self.pads
+        batch, _, height, width = self.padded_shape
+        height, width = height - top - bottom, width - left - right
+        W_turned = self.params["W"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(self.in_channels, -1)  # a copy
+        full_pads = (kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)
+        dout_padded = self._padded("dout padded", dout, full_pads)
+        dcols = im2col(dout_padded, self.kernel_size, (1, 1), (height, width),
+                       out=self._work("dcols", (W_turned.shape[1], batch * height * width), dout.dtype))
+        return _batch_first(W_turned @ dcols, batch, height, width)
 
 
 class ConvTranspose2D(_ConvBase):
@@ -201,26 +282,28 @@ class ConvTranspose2D(_ConvBase):
         (top, bottom), (left, right) = self.pads
         padded_shape = (batch, self.out_channels, out_h + top + bottom, out_w + left + right)
         self.x_shape = x.shape
-        self.x_flat = x.reshape(batch, self.in_channels, -1)  # (B, C_in, H*W)
-        cols = self.params["W"].reshape(self.in_channels, -1).T @ self.x_flat  # (B, C_out*kh*kw, H*W)
+        self.x2 = _channels_first(x)  # (C_in, N), N = B*H*W
+        W2 = self.params["W"].reshape(self.in_channels, -1)  # (C_in, K), K = C_out*kh*kw
+        cols = backend.xp.matmul(W2.T, self.x2, out=self._work("cols", (W2.shape[1], self.x2.shape[1]), x.dtype))
         out = _crop(col2im(cols, padded_shape, self.kernel_size, self.stride, (height, width)), self.pads)
         out += self.params["b"][:, None, None]
         return out
 
     def backward(self, dout, need_dx=True):
-        # The adjoint of crop(col2im(.)) is im2col(pad(.)); with K = C_out*kh*kw and W2 = W.reshape(C_in, K):
-        #   dcols     = im2col(pad(dout))                       (B, K, H*W)
-        #   dW2[i, k] = sum_{b,l} x[b, i, l] dcols[b, k, l]     (C_in, K): one tensordot over b and l
-        #   db[o]     = sum of dout[b, o, y, x] over b, y, x    (C_out,)
-        #   dx[b]     = W2 @ dcols[b]                           (B, C_in, H*W): Conv2D's forward applied to dout
+        # The adjoint of crop(col2im(.)) is im2col(pad(.)); with W2 = W.reshape(C_in, K) and x2 = x as (C_in, N):
+        #   dcols = im2col(pad(dout))     (K, N)
+        #   dW2   = x2 @ dcols.T          (C_in, K)
+        #   db    = dout summed over b, y, x   (C_out,)
+        #   dx2   = W2 @ dcols            (C_in, N): Conv2D's forward applied to dout
         xp = backend.xp
-        dcols = im2col(_pad(dout, self.pads), self.kernel_size, self.stride, self.x_shape[2:])
-        dW = xp.tensordot(self.x_flat, dcols, axes=([0, 2], [0, 2]))  # (C_in, K)
-        self.grads["W"][...] = dW.reshape(self.grads["W"].shape)
+        W2 = self.params["W"].reshape(self.in_channels, -1)
+        dcols = im2col(self._padded("dout padded", dout, self.pads), self.kernel_size, self.stride, self.x_shape[2:],
+                       out=self._work("cols", (W2.shape[1], self.x2.shape[1]), dout.dtype))
+        xp.matmul(self.x2, dcols.T, out=self.grads["W"].reshape(W2.shape))
         dout.sum(axis=(0, 2, 3), out=self.grads["b"])
         if not need_dx:
             return None
-        return (self.params["W"].reshape(self.in_channels, -1) @ dcols).reshape(self.x_shape)
+        return _batch_first(W2 @ dcols, *self.x_shape[:1], *self.x_shape[2:])
 
     def __repr__(self):
         return super().__repr__()[:-1] + f", output_padding={self.output_padding})"
@@ -255,3 +338,70 @@ class Reshape(Layer):
 
     def __repr__(self):
         return f"Reshape({self.shape})"
+
+
+# ---- the convolutional VAE of tutorial 003 ---------------------------------------------------------------------
+
+def conv_vae(latent=2, posterior="logvar", recon="bce-prob", beta=1.0, rng=None, dtype="float32",
+             channels=(32, 64, 64, 64), dense=32, image_shape=(28, 28)):
+    """Tutorial 003's convnet VAE (Keras) as a vae.VAE on flat (B, H*W) inputs; defaults are the tutorial's.
+
+    encoder: Reshape(1, H, W) -> Conv2D(1 -> c0, 3x3, same) ReLU -> Conv2D(c0 -> c1, 3x3, stride 2, same) ReLU
+             -> Conv2D(c1 -> c2, 3x3, same) ReLU -> Conv2D(c2 -> c3, 3x3, same) ReLU -> Flatten
+             -> Dense(c3*H/2*W/2 -> dense) ReLU;  the VAE adds the two heads mu and logvar (Dense(dense -> latent))
+    decoder: Dense(latent -> c3*H/2*W/2) ReLU -> Reshape(c3, H/2, W/2)
+             -> ConvTranspose2D(c3 -> c0, 3x3, stride 2, same) ReLU -> Conv2D(c0 -> 1, 3x3, same)
+             -> Sigmoid (recon 'bce-prob' or 'mse'; none for 'bce', whose loss takes logits) -> Flatten
+
+    With channels=(32, 64, 64, 64), dense=32 and 28x28 images: the encoder's last conv gives (64, 14, 14), 12,544
+    features; the decoder's Dense "upsamples to the correct number of units", 12,544, and ConvTranspose2D takes
+    14x14 back to 28x28. H and W must be even (stride 2 down, then up). Smaller channels/dense/image_shape
+    build the same architecture small enough for finite differences (tests/test_conv_vae.py).
+
+    The loss. Tutorial 003 minimises, for each example and then averaged over the batch,
+
+        mean over pixels of BCE  -  5e-4 * mean over latent units of (1 + logvar - mu^2 - exp(logvar))
+
+    (its K.flatten flattens the whole batch, so its BCE is the mean over all
+    pixels of the batch: the same number). Against the ELBO, in nats per example, with D = 784 pixels, L latent
+    units and KL = 0.5 * sum_l (mu^2 + exp(logvar) - 1 - logvar) (gaussian.py):
+    the first term is (1/D) * sum BCE, and the second is 5e-4 * (2/L) * KL, so the loss is
+
+        (1/D) * [ sum BCE + D * 5e-4 * (2/L) * KL ]  =  (1/D) * [ recon + beta * KL ],  beta = 784 * 5e-4 * 2/L
+
+    that is beta = 0.392 for L = 2: a down-weighted KL (a beta-VAE with beta < 1), and the whole divided by 784.
+    Adam's step is (nearly) blind to a constant factor on the loss (m / sqrt(v) cancels it; only eps does not),
+    so training on recon + 0.392 * KL reproduces the tutorial; the preset "keras-conv-2d" sets beta 0.392, and
+    --beta 1 gives the plain ELBO. tests/test_conv_vae.py checks this identity numerically.
+
+    The sampler. Tutorial 003 draws z = mu + exp(logvar) * eps: a standard deviation of sigma^2 instead of sigma,
+    while its KL is written for variance exp(logvar) = sigma^2. minivae samples z = mu + exp(0.5 * logvar) * eps,
+    as the KL assumes (see the note in gaussian.py); this fixes the bug rather than reproduce it.
+    """
+    height, width = image_shape
+    if height % 2 or width % 2:
+        raise ValueError(f"image_shape must be even (stride 2 down, then up), got {image_shape}")
+    c0, c1, c2, c3 = channels
+    small = (c3, height // 2, width // 2)  # the shape after the stride-2 conv
+    features = c3 * (height // 2) * (width // 2)
+    kw = dict(rng=rng, dtype=dtype)
+    encoder = Sequential(
+        Reshape((1, height, width)),
+        Conv2D(1, c0, 3, padding="same", **kw), ReLU(),
+        Conv2D(c0, c1, 3, stride=2, padding="same", **kw), ReLU(),
+        Conv2D(c1, c2, 3, padding="same", **kw), ReLU(),
+        Conv2D(c2, c3, 3, padding="same", **kw), ReLU(),
+        Flatten(),
+        Dense(features, dense, **kw), ReLU(),
+    )
+    decoder = [
+        Dense(latent, features, **kw), ReLU(),
+        Reshape(small),
+        ConvTranspose2D(c3, c0, 3, stride=2, padding="same", **kw), ReLU(),
+        Conv2D(c0, 1, 3, padding="same", init="glorot", **kw),
+    ]
+    if recon != "bce":
+        decoder.append(Sigmoid())
+    decoder.append(Flatten())
+    return VAE(input_dim=height * width, latent=latent, posterior=posterior, recon=recon, beta=beta,
+               encoder=encoder, decoder=Sequential(*decoder), encoder_dim=dense, **kw)
