@@ -5,8 +5,9 @@ directly for array work, so the same code runs on the CPU (NumPy) and the GPU (C
 to NumPy only at the edges: saving, plotting, printing (`to_numpy`).
 
 Choose the backend with the environment variable MINIVAE_BACKEND=numpy|cupy, with `use("cupy")`, or with the
-training command's `--device gpu`. Asking for CuPy where it is missing or no GPU is present raises
-BackendError with a one-line message.
+commands' `--device gpu`. Asking for CuPy where it is missing or no GPU is present raises BackendError with a
+one-line message: at once from `use`, and at the first use of `xp` when the environment variable asked (so
+that importing minivae never fails, and the commands can print the message instead of a traceback).
 
 One seeded random generator lives here per backend (`rng`), re-seeded with `seed(n)`; code that needs
 reproducible draws can also make its own with `default_rng(seed)`.
@@ -88,6 +89,29 @@ def is_gpu():
     return name == "cupy"
 
 
-_requested = os.environ.get("MINIVAE_BACKEND", "numpy").strip().lower() or "numpy"
-if _requested != "numpy":
-    use(_requested)
+def use_device(device=None):
+    """For the commands' --device: 'cpu' -> NumPy, 'gpu' -> CuPy, None -> what MINIVAE_BACKEND asks for."""
+    if device is not None or requested == "numpy":
+        return use({"cpu": "numpy", "gpu": "cupy"}.get(device, "numpy"))
+    try:
+        return use(requested)
+    except BackendError as err:
+        raise BackendError(f"MINIVAE_BACKEND={requested}: {err}") from None
+
+
+class _Unavailable:
+    """Stands in for the array module when MINIVAE_BACKEND asked for one that cannot load: any use raises."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def __getattr__(self, attribute):
+        raise BackendError(f"MINIVAE_BACKEND={requested}: {self.error}")
+
+
+requested = os.environ.get("MINIVAE_BACKEND", "numpy").strip().lower() or "numpy"
+if requested != "numpy":
+    try:
+        use(requested)
+    except BackendError as err:
+        xp, name = _Unavailable(err), "unavailable"

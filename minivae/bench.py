@@ -155,10 +155,10 @@ def main(argv=None):
     parser.add_argument("--latent", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=None, help="default 15 (mlp), 5 (conv)")
     parser.add_argument("--inner", type=int, default=None, help="default 20 (mlp), ~0.3 s worth (conv)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--device", choices=("cpu", "gpu"), help="default: as MINIVAE_BACKEND says, else cpu")
     args = parser.parse_args(argv)
     try:
-        backend.use("cupy" if args.device == "gpu" else "numpy")
+        backend.use_device(args.device)
     except backend.BackendError as err:
         parser.exit(2, f"error: {err}\n")
     if args.model == "conv":

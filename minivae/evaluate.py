@@ -188,11 +188,10 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="folder with the dataset's IDX files (see minivae.data)")
     parser.add_argument("--eval-samples", type=non_negative_int, default=100, metavar="K",
                         help="importance samples per image for the log-likelihood; 0 skips it (default 100)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--device", choices=("cpu", "gpu"), help="default: as MINIVAE_BACKEND says, else cpu")
     args = parser.parse_args(argv)
     try:
-        if args.device == "gpu":
-            backend.use("cupy")
+        backend.use_device(args.device)
         evaluate_checkpoint(args.checkpoint, args.data_dir, args.eval_samples)
     except (checkpoint.CheckpointError, data.DataError, backend.BackendError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -205,10 +205,10 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(prog="python -m minivae.gradcheck",
                                      description="Check every hand-written gradient against finite differences.")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--device", choices=("cpu", "gpu"), help="default: as MINIVAE_BACKEND says, else cpu")
     args = parser.parse_args(argv)
     try:
-        backend.use("cupy" if args.device == "gpu" else "numpy")
+        backend.use_device(args.device)
     except backend.BackendError as err:
         parser.exit(2, f"error: {err}\n")
     print(f"Every hand-written gradient against central differences (h = {STEP:g}, float64, {backend.name}).")

@@ -36,10 +36,20 @@ class Layer:
 
 
 def init_weights(shape, fan_in, init, rng=None, dtype="float32"):
-    """Weights ~ N(0, scale^2) on the current backend: scale = sqrt(2 / fan_in) for init='he' (suits ReLU),
-    sqrt(1 / fan_in) for 'glorot' (LeCun-normal: suits tanh, sigmoid, linear heads), or init itself if it
-    is a number. rng: a NumPy or CuPy generator (default backend.rng); a NumPy one gives the same weights on
-    either backend."""
+    """Initial weights on the current backend, for a layer summing `fan_in` inputs per output:
+
+      'he'       N(0, 2 / fan_in)            keeps ReLU activations' variance from layer to layer
+      'glorot'   N(0, 1 / fan_in)            (LeCun-normal) the same for tanh, sigmoid and linear heads
+      'uniform'  U(-1/sqrt(fan_in), 1/sqrt(fan_in)), variance 1 / (3 fan_in): PyTorch's default for its
+                 Linear layers, and the default setup's choice (see presets.py for why)
+      a number   N(0, number^2)              (the TF-Slim tutorial uses 0.1)
+
+    rng: a NumPy or CuPy generator (default backend.rng); a NumPy one gives the same weights on either backend.
+    """
+    rng = backend.rng if rng is None else rng
+    if init == "uniform":
+        bound = 1.0 / math.sqrt(fan_in)
+        return backend.to_device((rng.random(shape) * 2 - 1) * bound, dtype=dtype)
     if init == "he":
         scale = math.sqrt(2.0 / fan_in)
     elif init == "glorot":
@@ -47,8 +57,7 @@ def init_weights(shape, fan_in, init, rng=None, dtype="float32"):
     elif isinstance(init, (int, float)) and not isinstance(init, bool):
         scale = float(init)
     else:
-        raise ValueError(f"unknown init {init!r}: use 'he', 'glorot' or a standard deviation")
-    rng = backend.rng if rng is None else rng
+        raise ValueError(f"unknown init {init!r}: use 'he', 'glorot', 'uniform' or a standard deviation")
     return backend.to_device(rng.standard_normal(shape, dtype="float64") * scale, dtype=dtype)
 
 
@@ -57,9 +66,7 @@ class Dense(Layer):
 
     x: (B, in_dim), W: (in_dim, out_dim), b: (out_dim,), out: (B, out_dim).
 
-    Initialisation: W ~ N(0, scale^2) with scale = sqrt(gain / in_dim), b = 0.
-    `init="he"` (gain 2) suits ReLU; `init="glorot"` (gain 1, i.e. LeCun-normal) suits Tanh, Sigmoid and the
-    linear heads; a number is used as the standard deviation itself (the TF-Slim tutorial uses 0.1).
+    Initialisation: W from `init_weights` ('he', 'glorot', 'uniform' or a standard deviation), b = 0.
     """
 
     def __init__(self, in_dim, out_dim, init="he", rng=None, dtype="float32"):

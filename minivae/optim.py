@@ -18,6 +18,11 @@ import math
 from minivae import backend
 
 CHUNK = 1 << 16  # elements per chunk on the CPU (256 KB of float32: several arrays fit in L2 together)
+# Subnormal floats (below ~1e-38 in float32) are 10-100x slower on CPUs. A unit that stops receiving gradient
+# (a dead ReLU) has its moments decay geometrically into that range: measured, after 10 epochs of the default
+# setup 51,217 of Adam's m entries were subnormal and a step took 3.3 ms instead of 1.3. So every
+# FLUSH_EVERY steps, state entries smaller than TINY are set to 0 -- far below anything an update can feel.
+FLUSH_EVERY, TINY = 100, 1e-30
 
 
 def _chunks(size):
@@ -42,6 +47,10 @@ class Optimizer:
     def step(self, grads):
         """Update every parameter in place from its gradient."""
         self.t += 1
+        if self.t % FLUSH_EVERY == 0:  # counted by t, so that a resumed run flushes at the same steps
+            for arrays in self.state.values():
+                for a in arrays.values():
+                    a[backend.xp.abs(a) < TINY] = 0
         for name, param in self.params.items():
             arrays = [param, grads[name], *(s[name] for s in self.state.values()), self.scratch[: param.size]]
             flat = [a.reshape(-1) for a in arrays]  # views: updating a piece updates the parameter

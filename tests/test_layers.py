@@ -102,12 +102,18 @@ def test_first_layer_can_skip_its_input_gradient(rng):
 
 
 @pytest.mark.parametrize(("init", "expected_std"), [("he", np.sqrt(2 / 500)), ("glorot", np.sqrt(1 / 500)),
-                                                    (0.1, 0.1)])
+                                                    ("uniform", np.sqrt(1 / (3 * 500))), (0.1, 0.1)])
 def test_dense_initialisation_has_the_documented_scale(init, expected_std):
     dense = layers.Dense(500, 400, init=init)
     assert dense.params["W"].dtype == np.float32
     assert abs(dense.params["W"].std() / expected_std - 1) < 0.02
     assert not dense.params["b"].any()
+
+
+def test_uniform_initialisation_stays_inside_its_bound():
+    weights = layers.Dense(400, 300, init="uniform").params["W"]
+    assert np.abs(weights).max() <= 1 / np.sqrt(400)
+    assert np.abs(weights).max() > 0.99 / np.sqrt(400)
 
 
 def test_a_deliberately_broken_backward_is_caught_by_the_checker(rng):

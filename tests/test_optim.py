@@ -96,3 +96,15 @@ def test_state_dict_round_trip_resumes_exactly():
 def test_non_positive_learning_rate_is_refused():
     with pytest.raises(ValueError, match="learning rate must be positive"):
         optim.Adam({"w": np.zeros(1)}, lr=0)
+
+
+def test_moments_that_decay_into_subnormals_are_flushed_to_zero():
+    params = {"w": np.ones(3, np.float32)}
+    adam = optim.Adam(params)
+    adam.step({"w": np.array([1.0, 0.0, 0.0], np.float32)})
+    adam.state["m"]["w"][1] = 1e-40  # a subnormal float32, as a dead unit's moment becomes
+    adam.state["v"]["w"][2] = 1e-35
+    for _ in range(optim.FLUSH_EVERY):
+        adam.step({"w": np.array([1.0, 0.0, 0.0], np.float32)})
+    assert adam.state["m"]["w"][1] == 0 and adam.state["v"]["w"][2] == 0
+    assert adam.state["m"]["w"][0] > 0.5  # live entries untouched
