@@ -18,9 +18,9 @@ DEFAULT = {
     "recon": "bce",  # 'bce' (logits), 'bce-prob' (Keras form), 'mse' (sum of squared errors)
     "beta": 1.0,
     # Weight initialisation (layers.init_weights): None is He before ReLU and LeCun-normal elsewhere.
-    # The default setup uses PyTorch's uniform init, as the reference implementation of this model does:
-    # measured on Fashion-MNIST, 10 epochs, seeds 0/1/2, the test loss ends at 244.2-244.4 nats with it and at
-    # 245.3 with He/LeCun.
+    # The default setup uses PyTorch's uniform init, as the reference implementation of this model does.
+    # Measured on Fashion-MNIST, 10 epochs, seeds 0/1/2: test loss 244.37/244.80/244.29 nats with it, and
+    # 245.27/245.33/245.35 with He/LeCun.
     "init": "uniform",
     "optimizer": "adam",
     "lr": 1e-3,

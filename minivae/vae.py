@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from minivae import backend
 from minivae.gaussian import POSTERIORS, log_prior
-from minivae.layers import Dense, Sequential, mlp, sigmoid
+from minivae.layers import Dense, mlp, sigmoid
 from minivae.losses import RECONSTRUCTIONS, gaussian_nll_constant
 
 
@@ -164,7 +164,5 @@ class VAE:
 
 
 def count_params(model):
+    """The number of trainable numbers in a model."""
     return sum(int(a.size) for a in model.params.values())
-
-
-__all__ = ["VAE", "Loss", "Sequential", "count_params"]
