@@ -7,7 +7,7 @@ layer needs no input gradient). Those products are the floor for this model on t
 step/floor says how much. Times are medians over repeats, measured in one run, so the ratio is comparable
 across machines even when absolute times are not.
 
-`--model conv` does the same for the convolutional VAE of tutorial 003 (conv.conv_vae: 550,629 parameters), at
+`--model conv` does the same for the convolutional VAE of tutorial 003 (convvae.conv_vae: 550,629 parameters), at
 the tutorial's batch size 16 and at 128, and adds the projected time of one epoch of 60,000 images. Its floor
 is every Conv2D, ConvTranspose2D and Dense product of the step (one 2-D GEMM each, see conv.py) on the
 inputs the layers kept from a real step, written into preallocated outputs; im2col, col2im, padding and the
@@ -24,7 +24,8 @@ import time
 import numpy as np
 
 from minivae import backend
-from minivae.conv import Conv2D, ConvTranspose2D, conv_vae
+from minivae.conv import Conv2D, ConvTranspose2D
+from minivae.convvae import conv_vae
 from minivae.layers import Dense
 from minivae.optim import Adam
 from minivae.vae import VAE
@@ -78,8 +79,9 @@ def conv_matmul_floor(model, x, eps):
     ConvTranspose2D and Dense layer, on the arrays that one real step left in each layer."""
     xp = backend.xp
     model.step(x, eps=eps)  # leaves cols (Conv2D), x2 and the im2col of dout (ConvTranspose2D), x (Dense)
-    # Sequential.backward computes every layer's input gradient except the first layer's of the encoder.
-    layers = [(layer, i > 0) for i, layer in enumerate(model.encoder.layers)]
+    # The encoder's backward skips the input gradient of every layer with no parameters before it
+    # (Sequential.feeds_params: here the Reshape and the first Conv2D); the decoder computes them all.
+    layers = list(zip(model.encoder.layers, model.encoder.feeds_params))
     layers += [(model.mu_head, True), (model.second_head, True)]
     layers += [(layer, True) for layer in model.decoder.layers]
     products = []  # (a, b, out): out = a @ b

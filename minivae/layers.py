@@ -159,6 +159,9 @@ class Sequential(Layer):
             for key in layer.params:
                 self.params[f"{i}.{key}"] = layer.params[key]
                 self.grads[f"{i}.{key}"] = layer.grads[key]
+        # Layer i's input gradient is needed only if some layer before it has parameters to learn (or the
+        # caller wants dx): e.g. the first Dense of an MLP, or the first Conv2D after a Reshape, can skip it.
+        self.feeds_params = [any(layer.params for layer in self.layers[:i]) for i in range(len(self.layers))]
 
     def forward(self, x):
         for layer in self.layers:
@@ -168,7 +171,9 @@ class Sequential(Layer):
     def backward(self, dout, need_dx=True):
         # Chain rule: each layer turns dL/d(its output) into dL/d(its input), which is the previous layer's dout.
         for i in range(len(self.layers) - 1, -1, -1):
-            dout = self.layers[i].backward(dout, need_dx=need_dx or i > 0)
+            dout = self.layers[i].backward(dout, need_dx=need_dx or self.feeds_params[i])
+            if dout is None:  # nothing before this layer needs a gradient
+                return None
         return dout
 
     def __repr__(self):

@@ -90,7 +90,7 @@ def build_model(config, rng=None, dtype="float32"):
     common = dict(latent=config["latent"], posterior=config["posterior"], recon=config["recon"],
                   beta=config["beta"], rng=rng, dtype=dtype)
     if config["arch"] == "conv":
-        from minivae.conv import conv_vae
+        from minivae.convvae import conv_vae
 
         return conv_vae(**common)
     if config["arch"] != "mlp":

@@ -1,4 +1,4 @@
-"""Tests of conv.conv_vae, the convolutional VAE of tutorial 003: its shapes and parameters, the gradient of its
+"""Tests of convvae.conv_vae, the convolutional VAE of tutorial 003: its shapes and parameters, the gradient of its
 whole loss against finite differences (on a small copy of the architecture), tutorial 003's KL weighting as
 beta = 0.392, a short training run, and the two ways Conv2D can compute its input gradient."""
 
@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minivae import backend, bench
-from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape, conv_vae
+from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
+from minivae.convvae import conv_vae
 from minivae.data import tiny_dataset
 from minivae.gradcheck import TOLERANCE, check_layer, check_model
 from minivae.layers import Dense, ReLU, Sigmoid

@@ -101,6 +101,22 @@ def test_first_layer_can_skip_its_input_gradient(rng):
     np.testing.assert_allclose(dense.grads["b"], [4, 4, 4])
 
 
+def test_no_input_gradient_is_computed_before_the_first_layer_with_parameters(rng):
+    class Counting(layers.Dense):
+        calls_with_dx = 0
+
+        def backward(self, dout, need_dx=True):
+            Counting.calls_with_dx += need_dx
+            return super().backward(dout, need_dx)
+
+    net = layers.Sequential(layers.Tanh(), Counting(5, 4, dtype="float64"), layers.ReLU(),
+                            Counting(4, 3, dtype="float64"))
+    out = net.forward(rng.standard_normal((2, 5)))
+    assert net.backward(np.ones_like(out), need_dx=False) is None
+    assert Counting.calls_with_dx == 1  # only the second Dense: something before it still learns
+    assert net.backward(np.ones_like(out)).shape == (2, 5)
+
+
 @pytest.mark.parametrize(("init", "expected_std"), [("he", np.sqrt(2 / 500)), ("glorot", np.sqrt(1 / 500)),
                                                     ("uniform", np.sqrt(1 / (3 * 500))), (0.1, 0.1)])
 def test_dense_initialisation_has_the_documented_scale(init, expected_std):
