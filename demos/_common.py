@@ -1,0 +1,103 @@
+"""What every demo shares: its options, its dataset, and training through minivae.train's own loop.
+
+Kept small on purpose, so that each demo still reads top to bottom on its own. The options:
+
+    --dataset {mnist,fashion-mnist}   default mnist, like the tutorials
+    --data-dir DIR                    where the IDX files are (else the usual places, then a download; see data.py)
+    --out DIR                         default runs/demo-<name>
+    --full                            the tutorial's full length
+    --quick                           seconds, on data.tiny_dataset (synthetic strokes and blobs): no files needed
+    --seed N                          default 0
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from minivae import data, evaluate, presets, train
+from minivae.optim import OPTIMIZERS
+from minivae.vae import count_params
+
+QUICK_TRAIN, QUICK_TEST = 256, 128  # --quick: the size of the synthetic dataset
+
+
+def parser(name, doc):
+    """The options every demo takes; a demo adds its own before calling parse()."""
+    doc = doc or name  # (no docstring under python -OO)
+    p = argparse.ArgumentParser(description=doc.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(doc.splitlines()[1:]))
+    p.add_argument("--dataset", choices=data.DATASETS, default="mnist", help="default mnist")
+    p.add_argument("--data-dir", help="folder with the four IDX files (see minivae/data.py for where else it looks)")
+    p.add_argument("--out", default=f"runs/demo-{name}", help=f"output folder (default runs/demo-{name})")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--full", action="store_true", help="train as long as the tutorial did")
+    length.add_argument("--quick", action="store_true", help="a few seconds on a tiny synthetic dataset (for CI)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def parse(p):
+    """Parse the command line (tolerating the extra arguments notebooks pass) and create the output folder."""
+    args, _ = p.parse_known_args()
+    args.out = Path(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def load(args, binarize="none"):
+    """The dataset the options ask for: the tiny synthetic one with --quick, else MNIST or Fashion-MNIST.
+    A dataset that cannot be found or downloaded ends the demo with one line on stderr (exit 2)."""
+    if args.quick:
+        return data.tiny_dataset(QUICK_TRAIN, QUICK_TEST, seed=args.seed, binarize=binarize)
+    try:
+        return data.load(args.dataset, args.data_dir, binarize=binarize, seed=args.seed)
+    except data.DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def class_names(dataset):
+    """Names for the labels in plot legends: Fashion-MNIST's garments; digits (and tiny's classes) as they are."""
+    return evaluate.FASHION_CLASSES if dataset.name == "fashion-mnist" else None
+
+
+def fit(preset, dataset, args, epochs, out=None, **overrides):
+    """Train the preset's model on `dataset` with minivae.train's loop (train.train), `epochs` epochs.
+
+    Prints one line per epoch; metrics.json and checkpoint.npz go to `out` (default args.out), so the run can
+    be evaluated (python -m minivae.evaluate OUT) or continued (python -m minivae.train --resume OUT). Returns
+    (model, config, progress): progress.history holds the per-epoch losses, progress.frames the decoded fixed z
+    ("samples") and the first 16 test images reconstructed ("reconstructions") after every epoch.
+    """
+    config = presets.config_for(preset, dataset=dataset.name, seed=args.seed, epochs=epochs, **overrides)
+    model = presets.build_model(config, rng=np.random.default_rng(config["seed"]))
+    optimizer = OPTIMIZERS[config["optimizer"]](model.params, lr=config["lr"])
+    print(f"preset {preset}: {presets.SOURCES[preset]}")
+    if config["arch"] == "mlp":  # (the convnet's description is a paragraph: see convvae.py)
+        print(f"  {model}")
+    print(f"  {count_params(model):,} parameters; {config['optimizer']} lr {config['lr']}, batch "
+          f"{config['batch_size']}, {epochs} epoch{'s' * (epochs != 1)} of {len(dataset.x_train):,} {dataset.name} "
+          f"images", flush=True)
+    out = Path(out or args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = train.Progress()
+    train.train(model, optimizer, dataset, config, progress, out)
+    seconds = sum(h["seconds"] for h in progress.history)
+    print(f"trained in {seconds:.0f} s ({seconds / epochs:.1f} s per epoch, test loss included)")
+    return model, config, progress
+
+
+def final(model, dataset, config, k):
+    """Print and return evaluate.final_results: the test ELBO (at beta = 1), its two terms, and the
+    importance-weighted log-likelihood with k samples (0 skips it)."""
+    results = evaluate.final_results(model, dataset.x_test, config["seed"], k)
+    print(evaluate.summary(results, len(dataset.x_test)))
+    return results
+
+
+def wrote(*paths):
+    """Say which figures were written."""
+    for path in paths:
+        print(f"wrote {path}")
