@@ -74,7 +74,8 @@ for name, codes in (("VAE means", vae_codes), ("autoencoder codes", ae_codes)):
           f"std {std.min():.2f} .. {std.max():.2f}   (N(0, I): 0 and 1)")
 names = _common.class_names(dataset)
 paths = [plots.latent_scatter(vae_codes, dataset.y_test, args.out / "vae_latent_pca.png", class_names=names),
-         plots.latent_scatter(ae_codes, dataset.y_test, args.out / "ae_latent_pca.png", class_names=names)]
+         plots.latent_scatter(ae_codes, dataset.y_test, args.out / "ae_latent_pca.png", class_names=names,
+                              what="Autoencoder codes")]
 
 # %% Interpolation between the same two test images
 a = 0

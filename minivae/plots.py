@@ -215,16 +215,16 @@ def pca(x, k):
     return centered @ vt[:k].T, explained
 
 
-def _latent_points(means, k):
+def _latent_points(means, k, what):
     """means (N, d) -> (points (N, k), axis names, title). PCA only when d > k."""
     means = np.asarray(to_numpy(means), dtype=float)
     d = means.shape[1]
     if d < k:
         raise ValueError(f"a {k}-D latent plot needs at least {k} latent dimensions, the means have {d}")
     if d == k:
-        return means, [f"z[{i}]" for i in range(k)], "Encoder means of test images in latent space"
+        return means, [f"z[{i}]" for i in range(k)], f"{what} of test images in latent space"
     points, explained = pca(means, k)
-    title = (f"Encoder means ({d}-D) projected on their first {k} principal components\n"
+    title = (f"{what} ({d}-D) projected on their first {k} principal components\n"
              f"({100 * explained.sum():.0f}% of the variance shown)")
     return points, [f"PC {i + 1} ({100 * e:.0f}%)" for i, e in enumerate(explained)], title
 
@@ -245,8 +245,8 @@ def _scatter_by_class(ax, points, labels, class_names):
     ax.figure.subplots_adjust(right=0.85)  # room for the legend on the right
 
 
-def _latent_scatter(means, labels, path, class_names, k, figsize, dpi):
-    points, axis_names, title = _latent_points(means, k)
+def _latent_scatter(means, labels, path, class_names, k, what, figsize, dpi):
+    points, axis_names, title = _latent_points(means, k, what)
     with _figure(path, figsize, dpi) as fig:
         ax = fig.add_subplot(projection="3d" if k == 3 else None)  # "3d" comes from mpl_toolkits.mplot3d
         _scatter_by_class(ax, points, labels, class_names)
@@ -258,20 +258,21 @@ def _latent_scatter(means, labels, path, class_names, k, figsize, dpi):
     return Path(path)
 
 
-def latent_scatter(means, labels, path, class_names=None, figsize=(8.0, 6.5), dpi=DPI):
+def latent_scatter(means, labels, path, class_names=None, what="Encoder means", figsize=(8.0, 6.5), dpi=DPI):
     """Scatter of encoder means coloured by class: directly for a 2-D latent space, else its first 2 PCs.
 
-    means: (N, d) with d >= 2; labels: (N,) integer classes or None; class_names: indexable by a label value.
+    means: (N, d) with d >= 2; labels: (N,) integer classes or None; class_names: indexable by a label value;
+    what: what the points are, for the title (an autoencoder's codes are no means).
     """
-    return _latent_scatter(means, labels, path, class_names, 2, figsize, dpi)
+    return _latent_scatter(means, labels, path, class_names, 2, what, figsize, dpi)
 
 
-def latent_scatter_3d(means, labels, path, class_names=None, figsize=(8.0, 7.0), dpi=DPI):
+def latent_scatter_3d(means, labels, path, class_names=None, what="Encoder means", figsize=(8.0, 7.0), dpi=DPI):
     """The same in 3-D (mplot3d): directly for a 3-D latent space, else the first 3 principal components.
 
     means: (N, d) with d >= 3; labels: (N,) integer classes or None; class_names: indexable by a label value.
     """
-    return _latent_scatter(means, labels, path, class_names, 3, figsize, dpi)
+    return _latent_scatter(means, labels, path, class_names, 3, what, figsize, dpi)
 
 
 def latent_histograms(means, path, n=10, ncols=5, figsize=None, dpi=DPI):

@@ -327,3 +327,8 @@ def test_importing_plots_leaves_the_users_matplotlib_backend_alone():
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "svg"
+
+
+def test_latent_scatter_title_names_what_the_points_are(drawn, rng, tmp_path):
+    plots.latent_scatter(rng.normal(size=(40, 2)), None, tmp_path / "s.png", what="Autoencoder codes")
+    assert drawn[-1].axes[0].get_title().startswith("Autoencoder codes")
