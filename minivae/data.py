@@ -173,7 +173,7 @@ def _how_to_provide(dataset):
 def _fetch(url, target, sha256):
     """Stream `url` into a temporary file beside `target`; rename it onto `target` only if the checksum matches.
 
-    Returns None on success or the reason for failure. The temporary file is removed on every way out,
+    Returns None on success or the reason for failure (one line). The temporary file is removed on every way out,
     including Ctrl-C, so nothing half-written is ever left under the real name or beside it.
     """
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
@@ -184,11 +184,11 @@ def _fetch(url, target, sha256):
                 digest.update(chunk)
                 out.write(chunk)
         if digest.hexdigest() != sha256:
-            return f"{url}: checksum mismatch (got sha256 {digest.hexdigest()[:12]}...)"
+            return f"checksum mismatch (got sha256 {digest.hexdigest()[:12]}...)"
         os.replace(tmp, target)
         return None
     except (OSError, http.client.HTTPException, ValueError) as err:  # URLError and timeouts are OSErrors
-        return f"{url}: {_one_line(err)}"
+        return _one_line(err)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -209,16 +209,24 @@ def download_missing(dataset, folder=None):
         target = folder / name
         if target.is_file():
             continue
-        failures = []
+        failures = []  # (url, reason)
         for mirror in MIRRORS[dataset]:
             url = mirror + name
             print(f"downloading {name} from {url} ...", file=sys.stderr, flush=True)
             failure = _fetch(url, target, SHA256[dataset][name])
             if failure is None:
                 break
-            failures.append(failure)
+            failures.append((url, failure))
         else:
-            raise DataError(f"{dataset}: could not download {name} ({'; '.join(failures) or 'no mirrors'}); "
+            missing = [n for n in FILES if not (folder / n).is_file()]
+            reasons = {reason for _, reason in failures}
+            if not failures:
+                why = "no mirrors"
+            elif len(reasons) == 1:  # offline, typically: say it once, not once per mirror
+                why = f"all {len(failures)} mirrors failed: {reasons.pop()}"
+            else:
+                why = "; ".join(f"{url}: {reason}" for url, reason in failures)
+            raise DataError(f"{dataset}: could not download {name} ({why}); still missing: {', '.join(missing)}; "
                             f"{_how_to_provide(dataset)}")
     return folder
 

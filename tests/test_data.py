@@ -293,6 +293,20 @@ def test_refused_connection_raises_data_error(monkeypatch):
     assert cache_listing() == []
 
 
+def test_offline_message_states_the_shared_reason_once_and_names_every_missing_file(monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setitem(data.MIRRORS, "mnist", [f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"])
+    with pytest.raises(DataError) as info:
+        data.load("mnist")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "all 2 mirrors failed" in message and message.count("refused") == 1
+    assert "still missing: " + ", ".join(data.FILES) in message
+    assert "--data-dir DIR" in message and "MINIVAE_DATA_DIR" in message
+
+
 def test_only_missing_files_are_downloaded(served, monkeypatch, capsys):
     base, good, _ = served
     cache = data.cache_dir("mnist")
