@@ -15,6 +15,15 @@ elementwise passes are the overhead.
 
 On a machine where other busy processes share the cores, multithreaded BLAS can run many times slower (its
 threads wait for each other); OPENBLAS_NUM_THREADS=1 gives steadier figures there.
+
+What it shows (2-core Xeon, OpenBLAS, quiet machine): the MLP step takes 3.7 ms against a 1.76 ms floor, a
+ratio of 2.1-2.2. The overhead is mostly Adam: 1.22 ms for 653k float32 parameters, i.e. 12 elementwise passes
+(read g, m, v, p; write m, v, p) that NumPy cannot fuse, already chunked to stay in cache and with the bias
+corrections folded into scalars; BLAS axpy in place of a multiply-add was measured no faster. Forward and
+backward add 0.6 ms beyond their GEMMs (0.23 ms of it the loss on 128 x 784 logits). A ratio near 1.4 would
+need fused elementwise kernels (compiled code, or CuPy's ElementwiseKernel on a GPU), which a NumPy-only
+library that people read line by line does not have. The conv VAE: 523 samples/s at batch 16 (115 s per
+epoch of 60,000), ratio 2.4; at batch 128, 519 samples/s, ratio 2.2.
 """
 
 import argparse
