@@ -39,8 +39,9 @@ def parser(name, doc):
 
 
 def parse(p):
-    """Parse the command line (tolerating the extra arguments notebooks pass) and create the output folder."""
-    args, _ = p.parse_known_args()
+    """Parse the command line and create the output folder. A mistyped option is an error, except inside a
+    notebook kernel, which passes arguments of its own (-f kernel.json): those are ignored there."""
+    args = p.parse_known_args()[0] if "ipykernel" in sys.modules else p.parse_args()
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     return args

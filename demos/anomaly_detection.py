@@ -25,7 +25,8 @@ from scipy.stats import rankdata
 from minivae import data, plots
 
 parser = _common.parser("anomaly_detection", __doc__)
-parser.add_argument("--holdout", type=int, default=8, help="the class left out of training (default 8)")
+parser.add_argument("--holdout", type=int, default=8, choices=range(10), metavar="{0..9}",
+                    help="the class left out of training (default 8)")
 args = _common.parse(parser)
 epochs = 50 if args.full else 3 if args.quick else 10
 full = _common.load(args)

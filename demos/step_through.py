@@ -11,6 +11,7 @@ cells to run it piece by piece.
 
 # %% Setup: a tiny model and one small batch
 import argparse
+import sys
 
 import numpy as np
 
@@ -23,7 +24,8 @@ parser.add_argument("--hidden", type=int, default=16)
 parser.add_argument("--latent", type=int, default=2)
 parser.add_argument("--batch", type=int, default=4)
 parser.add_argument("--seed", type=int, default=0)
-args, _ = parser.parse_known_args()  # tolerate the extra arguments notebooks pass
+# a notebook kernel passes arguments of its own (-f kernel.json): ignore those there, refuse typos elsewhere
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 rng = np.random.default_rng(args.seed)
