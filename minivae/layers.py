@@ -16,7 +16,7 @@ from minivae import backend
 
 
 class Layer:
-    """Base class: no parameters, identity-free interface. Subclasses fill params/grads and the two passes."""
+    """The interface every layer follows (see the module docstring). Subclasses fill params/grads and the passes."""
 
     def __init__(self):
         self.params = {}

@@ -268,10 +268,7 @@ def latent_scatter(means, labels, path, class_names=None, what="Encoder means", 
 
 
 def latent_scatter_3d(means, labels, path, class_names=None, what="Encoder means", figsize=(8.0, 7.0), dpi=DPI):
-    """The same in 3-D (mplot3d): directly for a 3-D latent space, else the first 3 principal components.
-
-    means: (N, d) with d >= 3; labels: (N,) integer classes or None; class_names: indexable by a label value.
-    """
+    """latent_scatter in 3-D (mplot3d): directly for a 3-D latent space, else the first 3 principal components."""
     return _latent_scatter(means, labels, path, class_names, 3, what, figsize, dpi)
 
 

@@ -87,6 +87,15 @@ def test_backward_twice_on_the_same_forward_gives_the_same_gradients(rng):
         np.testing.assert_array_equal(first[k], net.grads[k])
 
 
+def test_the_base_layer_has_no_parameters_and_no_passes_of_its_own():
+    base = layers.Layer()
+    assert base.params == {} and base.grads == {}
+    with pytest.raises(NotImplementedError):
+        base.forward(np.ones(2))
+    with pytest.raises(NotImplementedError):
+        base.backward(np.ones(2))
+
+
 def test_sequential_names_parameters_by_layer_index():
     net = layers.mlp([5, 4, 3], "relu")
     assert list(net.params) == ["0.W", "0.b", "2.W", "2.b"]
