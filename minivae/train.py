@@ -112,8 +112,8 @@ def build_parser():
                    help="gpu runs on CuPy (default: as MINIVAE_BACKEND says, else cpu)")
     p.add_argument("--out", help="output folder (default: a new runs/<time>-<preset>-<dataset>)")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (or the run folder holding it)")
-    p.add_argument("--eval-samples", type=non_negative_int, default=100, metavar="K",
-                   help="importance samples for the final log-likelihood; 0 skips it (default 100)")
+    p.add_argument("--eval-samples", type=non_negative_int, metavar="K",
+                   help="importance samples for the final log-likelihood; 0 skips it (default 100; 10 for conv)")
     p.add_argument("--no-plots", action="store_true", help="write no figures")
     p.add_argument("--eval-only", action="store_true", help="with --resume: only evaluate the checkpoint")
     return p
@@ -302,7 +302,7 @@ def resume_command(path, config, args):
     words = ["python", "-m", "minivae.train", "--resume", str(path), "--epochs", str(config["epochs"])]
     words += ["--data-dir", args.data_dir] if args.data_dir else []
     words += ["--device", "gpu"] if args.device == "gpu" else []
-    words += ["--eval-samples", str(args.eval_samples)] if args.eval_samples != 100 else []
+    words += ["--eval-samples", str(args.eval_samples)] if args.eval_samples is not None else []
     words += ["--no-plots"] if args.no_plots else []
     return shlex.join(words)
 
@@ -368,7 +368,8 @@ def run(args):
         put_back_ctrl_c()
 
     try:
-        final = evaluate.final_results(model, dataset.x_test, config["seed"], args.eval_samples)
+        final = evaluate.final_results(model, dataset.x_test, config["seed"],
+                                       evaluate.eval_samples_for(config, args.eval_samples))
         write_metrics(out, config, progress.history, final)
         print(evaluate.summary(final, len(dataset.x_test)))
         if not args.no_plots:

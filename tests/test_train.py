@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import REPO, SHARED_DATA
 
-from minivae import checkpoint, data, evaluate, train, vae
+from minivae import checkpoint, data, evaluate, presets, train, vae
 
 N_TRAIN, N_TEST, BATCH = 128, 48, 32  # 4 steps per epoch
 STEPS = N_TRAIN // BATCH
@@ -321,3 +321,9 @@ def test_real_fashion_mnist_learns_in_two_hundred_steps(tmp_path):
                        str(out), "--epochs", "1", "--validation", "0.6", "--eval-samples", "0", "--no-plots"]) == 0
     test_loss = metrics(out)["history"][0]["test"]["loss"]
     assert test_loss < 300  # an untrained model scores about 550; a fully trained one about 240
+
+
+def test_default_importance_samples_are_fewer_for_the_slow_convnet():
+    assert evaluate.eval_samples_for(presets.config_for("default")) == 100
+    assert evaluate.eval_samples_for(presets.config_for("keras-conv-2d")) == 10
+    assert evaluate.eval_samples_for(presets.config_for("keras-conv-2d"), asked=50) == 50
