@@ -20,12 +20,12 @@ evaluates on the first 2,000 test images; --full uses them all. Figures, in runs
 import _common
 import numpy as np
 
-from minivae import evaluate, plots
+from minivae import evaluate, plots, train
 
 parser = _common.parser("003_conv_vae", __doc__)
-parser.add_argument("--train-size", type=int, help="training images used (default 10,000; --full: all)")
-parser.add_argument("--test-size", type=int, help="test images evaluated (default 2,000; --full: all)")
-parser.add_argument("--epochs", type=int, help="default 2 (--full: the tutorial's 10)")
+parser.add_argument("--train-size", type=train.positive_int, help="training images used (default 10,000; --full: all)")
+parser.add_argument("--test-size", type=train.positive_int, help="test images evaluated (default 2,000; --full: all)")
+parser.add_argument("--epochs", type=train.positive_int, help="default 2 (--full: the tutorial's 10)")
 args = _common.parse(parser)
 epochs = args.epochs or (10 if args.full else 1 if args.quick else 2)
 dataset = _common.load(args)

@@ -89,6 +89,8 @@ vae_samples, ae_samples = vae.decode(z), decoder.forward(z)
 paths += [plots.image_grid(vae_samples, args.out / "vae_samples.png", title="VAE: 100 random z ~ N(0, I), decoded"),
           plots.image_grid(ae_samples, args.out / "ae_samples.png", title="Autoencoder: the same 100 z, decoded")]
 
+train_sq = (x_train**2).sum(axis=1)  # |x|^2 of every training image, for the distances below
+
 
 # How good are the samples? For each one, the distance to the closest image of the training set, as an RMS
 # pixel difference: a decode that looks like a real garment or digit has a training image close to it, one
@@ -96,7 +98,7 @@ paths += [plots.image_grid(vae_samples, args.out / "vae_samples.png", title="VAE
 # (Blurry images sit a little closer to everything than sharp ones, so compare the two models with each other
 # and with the yardstick, not with 0.)
 def nearest_rms(images):
-    d2 = (images**2).sum(axis=1)[:, None] + (x_train**2).sum(axis=1)[None, :] - 2 * images @ x_train.T
+    d2 = (images**2).sum(axis=1)[:, None] + train_sq[None, :] - 2 * images @ x_train.T
     return np.sqrt(np.maximum(d2.min(axis=1), 0) / x_train.shape[1])
 
 

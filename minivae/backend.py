@@ -91,12 +91,12 @@ def is_gpu():
 
 def use_device(device=None):
     """For the commands' --device: 'cpu' -> NumPy, 'gpu' -> CuPy, None -> what MINIVAE_BACKEND asks for."""
-    if device is not None or requested == "numpy":
-        return use({"cpu": "numpy", "gpu": "cupy"}.get(device, "numpy"))
-    try:
-        return use(requested)
-    except BackendError as err:
-        raise BackendError(f"MINIVAE_BACKEND={requested}: {err}") from None
+    if device is None and requested != "numpy":
+        try:
+            return use(requested)
+        except BackendError as err:
+            raise BackendError(f"MINIVAE_BACKEND={requested}: {err}") from None
+    return use("cupy" if device == "gpu" else "numpy")
 
 
 class _Unavailable:

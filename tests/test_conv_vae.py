@@ -288,10 +288,23 @@ def test_bench_conv_runs_and_reports_both_figures(capsys):
     assert "samples/s" in out and "epoch of 60,000" in out and "step/floor ratio:" in out
 
 
-def test_conv_matmul_floor_runs_every_product_of_the_small_model():
+def test_conv_matmul_floor_runs_every_product_of_a_step(monkeypatch):
     model = small_model(dtype="float32")
     x, eps = images(2, 36).astype("float32"), np.zeros((2, 2), dtype="float32")
-    bench.conv_matmul_floor(model, x, eps)()  # runs without a shape error
+    floor = bench.conv_matmul_floor(model, x, eps)
+    shapes, matmul = [], np.matmul
+
+    def counting(a, b, **kwargs):
+        shapes.append((a.shape, b.shape))
+        return matmul(a, b, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", counting)
+    floor()
+    # forward and weight gradient of the 10 layers with weights (4 Conv2D and a Dense in the encoder, 2 heads,
+    # Dense, ConvTranspose2D and Conv2D in the decoder), plus the input gradients backward computes: all but the
+    # first Conv2D's, which nothing before it needs (9)
+    assert len(shapes) == 2 * 10 + 9
+    assert all(a[1] == b[0] for a, b in shapes)  # each one a well-formed product
 
 
 # ---- GPU ------------------------------------------------------------------------------------------------------------
