@@ -14,10 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from minivae import data, evaluate, presets, train
-from minivae.optim import OPTIMIZERS
 from minivae.vae import count_params
 
 QUICK_TRAIN, QUICK_TEST = 256, 128  # --quick: the size of the synthetic dataset
@@ -73,8 +70,8 @@ def fit(preset, dataset, args, epochs, out=None, **overrides):
     ("samples") and the first 16 test images reconstructed ("reconstructions") after every epoch.
     """
     config = presets.config_for(preset, dataset=dataset.name, seed=args.seed, epochs=epochs, **overrides)
-    model = presets.build_model(config, rng=np.random.default_rng(config["seed"]))
-    optimizer = OPTIMIZERS[config["optimizer"]](model.params, lr=config["lr"])
+    model = presets.build_model(config)
+    optimizer = presets.build_optimizer(config, model)
     print(f"preset {preset}: {presets.SOURCES[preset]}")
     if config["arch"] == "mlp":  # (the convnet's description is a paragraph: see convvae.py)
         print(f"  {model}")

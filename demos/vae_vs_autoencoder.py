@@ -36,7 +36,7 @@ vae, config, _ = _common.fit("keras-sigma-mse", dataset, args, epochs, out=args.
 rng = np.random.default_rng(config["seed"])
 init, latent = config["init"], config["latent"]
 encoder = layers.Sequential(*layers.mlp([784, *config["hidden"]], "relu", "relu", init, rng).layers,
-                            layers.Dense(config["hidden"][-1], latent, init=init or "glorot", rng=rng))
+                            layers.Dense(config["hidden"][-1], latent, init=init or "lecun", rng=rng))
 decoder = layers.mlp([latent, *config["decoder_hidden"], 784], "relu", "sigmoid", init, rng)
 params = {f"encoder.{k}": v for k, v in encoder.params.items()} | {f"decoder.{k}": v for k, v in decoder.params.items()}
 grads = {f"encoder.{k}": v for k, v in encoder.grads.items()} | {f"decoder.{k}": v for k, v in decoder.grads.items()}

@@ -37,7 +37,7 @@ from minivae.conv import Conv2D, ConvTranspose2D
 from minivae.convvae import conv_vae
 from minivae.layers import Dense
 from minivae.optim import Adam
-from minivae.vae import VAE
+from minivae.vae import mlp_vae
 
 
 def _median_seconds(fn, repeats, inner):
@@ -58,7 +58,7 @@ def _median_seconds(fn, repeats, inner):
 
 def dense_layers(model):
     """Every Dense layer of the model, in forward order."""
-    inner = [*model.encoder.layers, model.mu_head, model.second_head, *model.decoder.layers]
+    inner = [*model.encoder.layers, model.mu_head, model.scale_head, *model.decoder.layers]
     return [layer for layer in inner if isinstance(layer, Dense)]
 
 
@@ -91,7 +91,7 @@ def conv_matmul_floor(model, x, eps):
     # The encoder's backward skips the input gradient of every layer with no parameters before it
     # (Sequential.feeds_params: here the Reshape and the first Conv2D); the decoder computes them all.
     layers = list(zip(model.encoder.layers, model.encoder.feeds_params))
-    layers += [(model.mu_head, True), (model.second_head, True)]
+    layers += [(model.mu_head, True), (model.scale_head, True)]
     layers += [(layer, True) for layer in model.decoder.layers]
     products = []  # (a, b, out): out = a @ b
     for layer, need_dx in layers:
@@ -197,7 +197,7 @@ def main(argv=None):
     xp = backend.xp
     rng = np.random.default_rng(0)
     x = backend.to_device((rng.random((args.batch_size, 784)) < 0.3).astype(np.float32))
-    model = VAE(hidden=(args.hidden,), latent=args.latent)
+    model = mlp_vae(hidden=(args.hidden,), latent=args.latent)
     opt = Adam(model.params)
     eps = backend.to_device(rng.standard_normal((args.batch_size, args.latent)).astype(np.float32))
 

@@ -61,7 +61,7 @@ def test_losses(model, x, seed, batch_size=EVAL_BATCH):
     for start in range(0, len(x), batch_size):
         batch = backend.to_device(x[start:start + batch_size])
         eps = backend.to_device(noise.standard_normal((len(batch), model.latent), dtype=np.float32))
-        recon, kl = model.losses(batch, eps=eps)
+        recon, kl = model.per_example_losses(batch, eps=eps)
         recon_sum += float(recon.sum())  # float32 sums of at most batch_size terms, then added up in float64
         kl_sum += float(kl.sum())
     recon, kl = recon_sum / len(x), kl_sum / len(x)
@@ -174,7 +174,7 @@ def evaluate_checkpoint(path, data_dir=None, eval_samples=None):
     (CheckpointError, DataError)."""
     ckpt = checkpoint.load(path)
     config = ckpt.config
-    model = presets.build_model(config, rng=np.random.default_rng(config["seed"]))
+    model = presets.build_model(config)
     checkpoint.restore(model, None, ckpt)
     dataset = data.load(config["dataset"], data_dir, binarize=config["binarize"], seed=config["seed"],
                         validation=config["validation"])

@@ -32,7 +32,7 @@ LOG_2PI = math.log(2 * math.pi)
 class LogvarGaussian:
     """q(z|x) parametrized by (mu, logvar). Forward `sample`, then `backward` with dL/dz."""
 
-    second = "logvar"  # name of the encoder's second head
+    scale_name = "logvar"  # what the encoder's second head outputs (and its parameters' name)
 
     def sample(self, mu, logvar, eps=None, rng=None):
         """z = mu + exp(0.5 logvar) * eps. eps ~ N(0, I) is drawn from rng (default: backend.rng) unless given,
@@ -69,7 +69,7 @@ class LogvarGaussian:
 class SigmaGaussian:
     """q(z|x) parametrized by (mu, sigma), sigma straight from a linear layer (tutorial 001)."""
 
-    second = "sigma"
+    scale_name = "sigma"
     # The tutorial adds 1e-10 inside log(sigma^2) so that sigma = 0 does not give log(0) = -inf.
     LOG_FLOOR = 1e-10
 

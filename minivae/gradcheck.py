@@ -122,7 +122,7 @@ def check_model(model, x, eps, noise_aware=True):
     analytic = {name: g.copy() for name, g in model.grads.items()}
 
     def loss():
-        recon, kl = model.losses(x, eps=eps)
+        recon, kl = model.per_example_losses(x, eps=eps)
         return float(recon.mean() + model.beta * kl.mean())
 
     return {name: compare(analytic[name], loss, p, noise_aware=noise_aware) for name, p in model.params.items()}
@@ -132,7 +132,7 @@ def _cases():
     """(group, name, run) for every op in the library; run(noise_aware) returns {what: error}. Each run draws
     its arrays from its own seeded generator, so the raw and the noise-aware runs check the same numbers."""
     from minivae import conv, gaussian, layers, losses
-    from minivae.vae import VAE
+    from minivae.vae import mlp_vae
 
     f64 = "float64"
 
@@ -166,7 +166,7 @@ def _cases():
         ("loss", "squared_error", loss(losses.squared_error, 0, 1)),
     ]
     for posterior, low, high in [(gaussian.LogvarGaussian(), -10, 10), (gaussian.SigmaGaussian(), 0.2, 2)]:
-        tag = posterior.second
+        tag = posterior.scale_name
 
         def sample(na, posterior=posterior, low=low, high=high, tag=tag):
             mu, eps, projection = arrays((4, 3), (4, 3), (4, 3))
@@ -192,7 +192,7 @@ def _cases():
                    dict(recon="bce-prob", posterior="logvar", activation="tanh", beta=0.5)]:
 
         def elbo(na, config=config):
-            model = VAE(input_dim=9, hidden=(7,), latent=3, rng=backend.default_rng(1), dtype=f64, **config)
+            model = mlp_vae(input_dim=9, hidden=(7,), latent=3, rng=backend.default_rng(1), dtype=f64, **config)
             (x,), (eps,) = arrays((5, 9), low=0, high=1), arrays((5, 3))
             return check_model(model, x, eps, noise_aware=na)
 

@@ -1,15 +1,19 @@
 """The default setup and one preset per seed tutorial: every hyperparameter of a run in one flat dict.
 
-A config is plain data (strings, numbers, lists), so it goes into metrics.json and checkpoints as it is, and
-`build_model(config)` rebuilds the exact architecture from it. The training command starts from
+A config is plain data (strings, numbers, lists), so it goes into metrics.json and checkpoints as it is.
+`build_model(config)` rebuilds the exact architecture from it and `build_optimizer(config, model)` its
+optimizer: the one way the commands, the demos and the tests make a model. The training command starts from
 `DEFAULT`, overlays a preset, then any command-line option the user gave.
 """
 
 import copy
 
+from minivae import seeds
+from minivae.optim import OPTIMIZERS
+
 DEFAULT = {
     "dataset": "mnist",
-    "arch": "mlp",  # 'mlp', or 'conv' for the convnet of tutorial 003 (see conv.py)
+    "arch": "mlp",  # 'mlp', or 'conv' for the convnet of tutorial 003 (see convvae.py)
     "hidden": [400],  # encoder hidden sizes
     "decoder_hidden": None,  # None: the encoder's, reversed
     "latent": 20,
@@ -57,7 +61,7 @@ PRESETS = {
     # 003: Keras convnet (conv 32, conv 64 stride 2, conv 64, conv 64, dense 32; latent 2; decoder dense,
     # reshape, transposed conv, conv 1 filter sigmoid), BCE on probabilities, batch 16, 10 epochs. Its loss,
     # per-pixel-mean BCE - 5e-4 * mean(1 + logvar - mu^2 - exp(logvar)), is the ELBO divided by 784 with
-    # beta = 784 * 5e-4 * 2 / latent = 0.392 (see conv.py); Adam is blind to the overall scale, so beta 0.392
+    # beta = 784 * 5e-4 * 2 / latent = 0.392 (see convvae.py); Adam is blind to the overall scale, so beta 0.392
     # reproduces it. Pass --beta 1 for the plain ELBO.
     "keras-conv-2d": {
         "arch": "conv", "latent": 2, "recon": "bce-prob", "beta": 0.392, "optimizer": "adam", "lr": 1e-3,
@@ -84,9 +88,11 @@ def config_for(preset="default", **overrides):
 
 
 def build_model(config, rng=None, dtype="float32"):
-    """The VAE a config describes, with fresh weights drawn from rng (default: backend.rng)."""
-    from minivae.vae import VAE
+    """The VAE a config describes, with fresh weights drawn from rng (default: the config's seed, so the same
+    config always gives the same initial weights; see seeds.py)."""
+    from minivae.vae import mlp_vae
 
+    rng = seeds.weights(config["seed"]) if rng is None else rng
     common = dict(latent=config["latent"], posterior=config["posterior"], recon=config["recon"],
                   beta=config["beta"], rng=rng, dtype=dtype)
     if config["arch"] == "conv":
@@ -95,5 +101,12 @@ def build_model(config, rng=None, dtype="float32"):
         return conv_vae(**common)
     if config["arch"] != "mlp":
         raise ValueError(f"unknown architecture {config['arch']!r}; choose 'mlp' or 'conv'")
-    return VAE(input_dim=784, hidden=config["hidden"], decoder_hidden=config["decoder_hidden"],
+    return mlp_vae(input_dim=784, hidden=config["hidden"], decoder_hidden=config["decoder_hidden"],
                activation=config["activation"], init=config["init"], **common)
+
+
+def build_optimizer(config, model):
+    """The optimizer a config names, over the model's parameters, with the config's learning rate."""
+    if config["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {config['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[config["optimizer"]](model.params, lr=config["lr"])

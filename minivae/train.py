@@ -338,8 +338,8 @@ def run(args):
     config = config_from(args, ckpt)
     dataset = data.load(config["dataset"], args.data_dir, binarize=config["binarize"], seed=config["seed"],
                         validation=config["validation"])
-    model = presets.build_model(config, rng=np.random.default_rng(config["seed"]))
-    optimizer = OPTIMIZERS[config["optimizer"]](model.params, lr=config["lr"])
+    model = presets.build_model(config)
+    optimizer = presets.build_optimizer(config, model)
     progress = Progress()
     if ckpt is not None:
         checkpoint.restore(model, optimizer, ckpt)

@@ -40,7 +40,7 @@ def test_environment_variable_selects_the_backend_at_import():
 
 def test_an_unusable_backend_in_the_environment_fails_at_first_use_not_at_import():
     code = ("import minivae.vae\n"
-            "try:\n    minivae.vae.VAE()\nexcept minivae.backend.BackendError as err:\n    print('error:', err)")
+            "try:\n    minivae.vae.mlp_vae()\nexcept minivae.backend.BackendError as err:\n    print('error:', err)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"MINIVAE_BACKEND": "no-such-backend", "PATH": ""}, check=True)
     assert out.stdout.startswith("error: MINIVAE_BACKEND=no-such-backend: unknown backend")

@@ -90,7 +90,7 @@ def test_bce_on_logits_has_no_sigmoid_but_decode_still_gives_probabilities():
     model = conv_vae(recon="bce", rng=np.random.default_rng(0))
     assert not any(isinstance(layer, Sigmoid) for layer in model.decoder.layers)
     z = np.random.default_rng(1).standard_normal((4, 2)).astype("float32") * 3
-    logits, probs = model.decode_raw(z), model.decode(z)
+    logits, probs = model.decoder_output(z), model.decode(z)
     np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
 
 
@@ -158,7 +158,7 @@ def test_tutorial_003_loss_is_the_elbo_with_beta_0_392_divided_by_784():
     x, eps = images(6, seed=4), np.random.default_rng(5).standard_normal((6, 2))
     mu, logvar = model.encode(x)
     probs = model.decode(model.posterior.sample(mu, logvar, eps=eps))
-    recon, kl = model.losses(x, eps=eps)
+    recon, kl = model.per_example_losses(x, eps=eps)
     ours = float(recon.mean() + 0.392 * kl.mean())
     assert tutorial_003_loss(x, probs, mu, logvar) == pytest.approx(ours / 784, rel=1e-12)
     assert model.step(x, eps=eps).loss == pytest.approx(ours, rel=1e-12)

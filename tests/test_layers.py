@@ -126,7 +126,7 @@ def test_no_input_gradient_is_computed_before_the_first_layer_with_parameters(rn
     assert net.backward(np.ones_like(out)).shape == (2, 5)
 
 
-@pytest.mark.parametrize(("init", "expected_std"), [("he", np.sqrt(2 / 500)), ("glorot", np.sqrt(1 / 500)),
+@pytest.mark.parametrize(("init", "expected_std"), [("he", np.sqrt(2 / 500)), ("lecun", np.sqrt(1 / 500)),
                                                     ("uniform", np.sqrt(1 / (3 * 500))), (0.1, 0.1)])
 def test_dense_initialisation_has_the_documented_scale(init, expected_std):
     dense = layers.Dense(500, 400, init=init)
