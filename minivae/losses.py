@@ -15,6 +15,9 @@ figure minivae prints reads as nats per example, comparable across batch sizes.
 * `squared_error` the sum of squared errors of tutorial 001 (out = pixel means after a sigmoid). It is the
                  -log-likelihood of a Gaussian decoder N(x; out, 1/2) up to the constant D/2 log(pi), which
                  `gaussian_nll_constant` gives for log-likelihood estimates.
+
+And one loss for labels rather than pixels: `softmax_cross_entropy`, -log q(y|x) of a classifier that outputs
+logits over K classes (classifier.py, m2.py). It takes integer labels (B,) instead of x.
 """
 
 import math
@@ -91,3 +94,37 @@ RECONSTRUCTIONS = {"bce": bce_logits, "bce-prob": bce_probs, "mse": squared_erro
 def gaussian_nll_constant(dim):
     """The constant that turns `squared_error` into a true -log N(x; out, 1/2 I): (D/2) log(pi)."""
     return 0.5 * dim * math.log(math.pi)
+
+
+def log_softmax(logits):
+    """log softmax(a) over the last axis, (B, K) -> (B, K), stable for any a:
+
+        log softmax(a)_k = a_k - log sum_j e^(a_j) = (a_k - m) - log sum_j e^(a_j - m),   m = max_j a_j
+
+    The shift by the row's largest logit makes every exponent <= 0, so exp never overflows.
+    """
+    xp = backend.xp
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax_cross_entropy(logits, labels, scale=1.0, grad=True):
+    """The classifier's loss, -log q(y|x) with q = softmax(logits):
+
+        nll_b = -log softmax(a_b)_(y_b) = log sum_j e^(a_bj) - a_b(y_b)
+        d nll_b / d a_bk = softmax(a_b)_k - [k == y_b]        (the probabilities, minus 1 at the true class)
+
+    logits: (B, K); labels: (B,) integers in [0, K), on the same device as logits.
+    Returns nll (B,) and dlogits (B, K) = scale * (softmax(a) - onehot(y)) (None when grad=False).
+    """
+    xp = backend.xp
+    log_probs = log_softmax(logits)
+    rows = xp.arange(len(labels))
+    nll = -log_probs[rows, labels]
+    if not grad:
+        return nll, None
+    dlogits = xp.exp(log_probs)
+    dlogits[rows, labels] -= 1
+    if scale != 1.0:
+        dlogits *= scale
+    return nll, dlogits

@@ -13,7 +13,7 @@ from minivae.optim import OPTIMIZERS
 
 DEFAULT = {
     "dataset": "mnist",
-    "arch": "mlp",  # 'mlp', or 'conv' for the convnet of tutorial 003 (see convvae.py)
+    "arch": "mlp",  # 'mlp'; 'conv' for the convnet of tutorial 003 (convvae.py); 'cvae' (cvae.py); 'm2' (m2.py)
     "hidden": [400],  # encoder hidden sizes
     "decoder_hidden": None,  # None: the encoder's, reversed
     "latent": 20,
@@ -67,6 +67,22 @@ PRESETS = {
         "arch": "conv", "latent": 2, "recon": "bce-prob", "beta": 0.392, "optimizer": "adam", "lr": 1e-3,
         "batch_size": 16, "epochs": 10,
     },
+    # Using labels (issue 12). A conditional VAE trained on every labelled training image: q(z|x,y), p(x|z,y),
+    # 784+10 -> 500 -> 20, 20+10 -> 500 -> 784 (see cvae.py).
+    "cvae": {
+        "arch": "cvae", "init": None, "hidden": [500], "latent": 20, "classes": 10, "optimizer": "adam",
+        "lr": 1e-3, "batch_size": 100, "epochs": 10,
+    },
+    # Kingma et al.'s semi-supervised M2 (see m2.py): `labels` training images keep their labels (labels /
+    # classes of each class), the rest lose them. Each step takes `batch_size` unlabelled images (an epoch is
+    # one pass over them) and `labelled_batch_size` labelled ones, drawn again every step. The paper: 500
+    # hidden units everywhere, latent 50; alpha = 0.1 N in its data-set sums, which with our per-example
+    # means is 0.1 N N_l / N_u ~ 0.1 * labels (m2.py explains).
+    "m2": {
+        "arch": "m2", "init": None, "hidden": [500], "classifier_hidden": [500], "latent": 50, "classes": 10,
+        "labels": 100, "alpha": 10.0, "optimizer": "adam", "lr": 1e-3, "batch_size": 100,
+        "labelled_batch_size": 100, "epochs": 10,
+    },
 }
 
 SOURCES = {
@@ -75,6 +91,8 @@ SOURCES = {
     "keras-sigma-mse": "seed 001_50716ab5e9c48dba (Keras, sigma parametrization, squared error)",
     "keras-2d-rmsprop": "seed 002_2fcd8d9a0551ec36 (Keras, 2-D latent, RMSprop)",
     "keras-conv-2d": "seed 003_2e3fa44ddac98e3b (Keras convnet, 2-D latent)",
+    "cvae": "a conditional VAE, q(z|x,y) and p(x|z,y) (Kingma et al. 2014)",
+    "m2": "the semi-supervised M2 model of Kingma, Rezende, Mohamed & Welling (2014)",
 }
 
 
@@ -99,8 +117,20 @@ def build_model(config, rng=None, dtype="float32"):
         from minivae.convvae import conv_vae
 
         return conv_vae(**common)
+    if config["arch"] == "cvae":
+        from minivae.cvae import mlp_cvae
+
+        return mlp_cvae(input_dim=784, hidden=config["hidden"], decoder_hidden=config["decoder_hidden"],
+                        classes=config["classes"], activation=config["activation"], init=config["init"],
+                        latent=config["latent"], recon=config["recon"], beta=config["beta"], rng=rng, dtype=dtype)
+    if config["arch"] == "m2":
+        from minivae.m2 import mlp_m2
+
+        return mlp_m2(input_dim=784, hidden=config["hidden"], latent=config["latent"], classes=config["classes"],
+                      classifier_hidden=config["classifier_hidden"], alpha=config["alpha"],
+                      activation=config["activation"], init=config["init"], rng=rng, dtype=dtype)
     if config["arch"] != "mlp":
-        raise ValueError(f"unknown architecture {config['arch']!r}; choose 'mlp' or 'conv'")
+        raise ValueError(f"unknown architecture {config['arch']!r}; choose 'mlp', 'conv', 'cvae' or 'm2'")
     return mlp_vae(input_dim=784, hidden=config["hidden"], decoder_hidden=config["decoder_hidden"],
                activation=config["activation"], init=config["init"], **common)
 

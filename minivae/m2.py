@@ -1,0 +1,233 @@
+"""The semi-supervised M2 model (Kingma, Rezende, Mohamed, Welling 2014): a CVAE plus a classifier q(y|x) that
+learns from a few labelled images and many unlabelled ones.
+
+    generative model   p(y) = 1/K (uniform),  p(z) = N(0, I),  p(x|y,z): the CVAE's decoder (cvae.py)
+    inference          q(y|x): an MLP classifier (classifier.py),  q(z|x,y): the CVAE's encoder
+
+For a labelled image, the -ELBO of log p(x, y) is the CVAE's loss plus -log p(y) = log K:
+
+    E(x, y) = recon(x|z,y) + KL(q(z|x,y) || N(0, I)) + log K,     z ~ q(z|x,y)
+
+For an unlabelled image the class is a latent variable too. Summing over all K values of y, by enumeration:
+
+    U(x) = sum_y q(y|x) E(x, y) - H(q(y|x)) = sum_y q(y|x) [E(x, y) + log q(y|x)]    (-ELBO of log p(x))
+
+U alone would teach q(y|x) only to put its mass on classes whose E is small, never what the labels say, so the
+labelled images also pay the classifier's cross-entropy, weighted by alpha:
+
+    loss = mean_labelled [E(x, y) + alpha * (-log q(y|x))] + mean_unlabelled U(x)
+
+One step is one pass through the CVAE with B_l + K * B_u rows: the labelled images with their class, then the
+unlabelled ones repeated K times, once per class (row k * B_u + b is image b guessed as class k). Each row's
+-ELBO enters the loss with a weight of its own: 1/B_l for a labelled row, q(k|x_b) / B_u for a guess, which is
+what `CVAE.weighted_step` takes. The classifier gets one pass too, over the B_l + B_u images.
+
+alpha. The paper sums over the data set, J = sum_l E + sum_u U + alpha * sum_l CE, with alpha = 0.1 N. With
+per-example means, as here, the same balance of the classification mass against the unlabelled mass
+(alpha N_l : N_u = 0.1 N N_l : N_u) is alpha = 0.1 N N_l / N_u, about 0.1 N_l: 10 for 100 labels. The preset
+takes it from the config (see presets.py for what was measured).
+"""
+
+import math
+from typing import NamedTuple
+
+from minivae import backend
+from minivae.losses import log_softmax, softmax_cross_entropy
+
+
+def unlabelled_loss(logits, elbo_terms, grad=True):
+    """U(x) = sum_y q(y|x) [E(x, y) + log q(y|x)] for B unlabelled images, with its gradient for the classifier.
+
+    logits: (B, K), q(y|x) = softmax(logits); elbo_terms: (B, K), E(x_b, k) for every class k.
+    Returns U (B,) and dU_b/dlogits_b (B, K) (None when grad=False). E's own gradient (into the CVAE, with
+    weight q) is not here: this is the path through q alone.
+    """
+    log_q = log_softmax(logits)
+    q = backend.xp.exp(log_q)
+    costs = elbo_terms + log_q  # c_bk = E(x_b, k) + log q(k|x_b)
+    unlabelled = (q * costs).sum(axis=1)
+    if not grad:
+        return unlabelled, None
+    # With q = softmax(a), U = sum_y q_y c_y and c_y = E_y + log q_y (E_y does not depend on a):
+    #   dU/dq_y = c_y + 1                       (the 1 from d(q_y log q_y)/dq_y = log q_y + 1)
+    #   dq_y/da_j = q_y ([y == j] - q_j)        (the softmax Jacobian)
+    #   dU/da_j = sum_y (c_y + 1) q_y ([y == j] - q_j) = q_j (c_j + 1) - q_j sum_y q_y (c_y + 1)
+    #           = q_j (c_j - U)                 (since sum_y q_y = 1 and sum_y q_y c_y = U)
+    # A class gains probability when its cost c_j is below the average cost U. Shapes: (B, K).
+    return unlabelled, q * (costs - unlabelled[:, None])
+
+
+class M2Loss(NamedTuple):
+    """Batch means in nats per example: loss = labelled + alpha * classification + unlabelled."""
+
+    loss: float
+    labelled: float  # mean E(x, y) over the labelled batch
+    classification: float  # mean -log q(y|x) over the labelled batch
+    unlabelled: float  # mean U(x) over the unlabelled batch
+
+
+class M2:
+    """classifier: a classifier.Classifier (x -> logits over K classes); cvae: a cvae.CVAE over the same K
+    classes (beta 1: the true ELBO); alpha: the weight of the labelled cross-entropy.
+
+    Parameters are named 'classifier.<name>' and the CVAE's own names ('encoder.0.W', 'mu.b', ...).
+    """
+
+    def __init__(self, classifier, cvae, alpha):
+        if classifier.classes != cvae.classes:
+            raise ValueError(f"the classifier has {classifier.classes} classes but the CVAE {cvae.classes}")
+        self.classifier, self.cvae, self.alpha = classifier, cvae, alpha
+        self.classes, self.latent = cvae.classes, cvae.latent
+        self.log_prior_y = -math.log(self.classes)  # log p(y), uniform
+        self.params = {f"classifier.{k}": a for k, a in classifier.params.items()} | cvae.params
+        self.grads = {f"classifier.{k}": a for k, a in classifier.grads.items()} | cvae.grads
+
+    def predict(self, x):
+        """x (B, D) -> the most probable class under q(y|x), (B,) integers on the device."""
+        return self.classifier.predict(x)
+
+    def enumerate_classes(self, x):
+        """x (B, D) -> (x repeated K times (K*B, D), labels (K*B,)): row k*B + b is image b with class k."""
+        xp = backend.xp
+        return xp.tile(x, (self.classes, 1)), xp.repeat(xp.arange(self.classes), len(x))
+
+    # ---- per-example losses, without gradients ----------------------------------------------------------
+    def labelled_losses(self, x, y, eps=None, rng=None):
+        """E(x, y) and -log q(y|x), two (B,) arrays. x (B, D), y (B,), eps (B, L)."""
+        labels = backend.to_device(y)
+        recon, kl = self.cvae.per_example_losses(x, labels, eps, rng)
+        nll, _ = softmax_cross_entropy(self.classifier.logits(x), labels, grad=False)
+        return recon + kl - self.log_prior_y, nll
+
+    def unlabelled_losses(self, x, eps=None, rng=None):
+        """U(x), (B,). x (B, D); eps (K*B, L), one draw per (class, image) row as in `enumerate_classes`."""
+        x_rows, y_rows = self.enumerate_classes(x)
+        recon, kl = self.cvae.per_example_losses(x_rows, y_rows, eps, rng)
+        elbo_terms = (recon + kl - self.log_prior_y).reshape(self.classes, len(x)).T  # (B, K): E(x_b, k)
+        return unlabelled_loss(self.classifier.logits(x), elbo_terms, grad=False)[0]
+
+    def loss_value(self, x_labelled, y_labelled, x_unlabelled, eps_labelled=None, eps_unlabelled=None):
+        """The training loss of `step`, without gradients, as a float."""
+        elbo_terms, nll = self.labelled_losses(x_labelled, y_labelled, eps_labelled)
+        unlabelled = self.unlabelled_losses(x_unlabelled, eps_unlabelled)
+        return _mean(elbo_terms) + self.alpha * _mean(nll) + _mean(unlabelled)
+
+    # ---- one training step ------------------------------------------------------------------------------
+    def step(self, x_labelled, y_labelled, x_unlabelled, eps_labelled=None, eps_unlabelled=None, rng=None):
+        """Forward and backward on a labelled batch (x (B_l, D), y (B_l,)) and an unlabelled one (B_u, D):
+        fills `grads`, returns the M2Loss. eps_labelled (B_l, L) and eps_unlabelled (K*B_u, L) fix the noise."""
+        xp = backend.xp
+        n_l, n_u, k = len(x_labelled), len(x_unlabelled), self.classes
+        per_l, per_u = 1.0 / max(n_l, 1), 1.0 / max(n_u, 1)  # the means' 1/B (either batch may be empty)
+        labels = backend.to_device(y_labelled)
+        # the classifier, on every image at once: logits (B_l + B_u, K)
+        logits = self.classifier.logits(xp.concatenate([x_labelled, x_unlabelled]))
+        nll, dlogits_labelled = softmax_cross_entropy(logits[:n_l], labels, scale=self.alpha * per_l)
+        q = xp.exp(log_softmax(logits[n_l:]))  # q(y|x) of the unlabelled images, (B_u, K)
+        # the CVAE, on the labelled rows and the K guesses at each unlabelled image, each row with its weight
+        x_guesses, y_guesses = self.enumerate_classes(x_unlabelled)
+        weights = xp.concatenate([xp.full(n_l, per_l, dtype=q.dtype), q.T.reshape(-1) * per_u])
+        eps = None if eps_labelled is None else xp.concatenate([eps_labelled, eps_unlabelled])
+        recon, kl = self.cvae.weighted_step(xp.concatenate([x_labelled, x_guesses]),
+                                            xp.concatenate([labels, y_guesses]), weights, eps, rng)
+        elbo_terms = recon + kl - self.log_prior_y  # E of every row, (B_l + K*B_u,)
+        unlabelled, dlogits_unlabelled = unlabelled_loss(logits[n_l:], elbo_terms[n_l:].reshape(k, n_u).T)
+        dlogits_unlabelled *= per_u
+        self.classifier.network.backward(xp.concatenate([dlogits_labelled, dlogits_unlabelled]), need_dx=False)
+        labelled, classification, unlabelled = _mean(elbo_terms[:n_l]), _mean(nll), _mean(unlabelled)
+        return M2Loss(labelled + self.alpha * classification + unlabelled, labelled, classification, unlabelled)
+
+    def __repr__(self):
+        return f"M2(classifier={self.classifier!r}, cvae={self.cvae!r}, alpha={self.alpha})"
+
+
+def _mean(values):
+    """The mean of a (B,) array as a float; 0 for an empty batch."""
+    return float(values.mean()) if len(values) else 0.0
+
+
+def mlp_m2(input_dim=784, hidden=(500,), latent=50, classes=10, classifier_hidden=(500,), alpha=10.0,
+           activation="relu", init=None, rng=None, dtype="float32"):
+    """M2 with MLPs: the classifier input_dim -> classifier_hidden... -> K, the CVAE as cvae.mlp_cvae (Bernoulli
+    decoder on logits). The paper uses one hidden layer of 500 units everywhere and a latent of 50."""
+    from minivae.classifier import mlp_classifier
+    from minivae.cvae import mlp_cvae
+
+    classifier = mlp_classifier(input_dim, classifier_hidden, classes, activation, init, rng, dtype)
+    cvae = mlp_cvae(input_dim, hidden, latent, classes, activation, init=init, rng=rng, dtype=dtype)
+    return M2(classifier, cvae, alpha)
+
+
+# ---- gradient checks: rows of `python -m minivae.gradcheck` -------------------------------------------------
+def tiny_model_and_batch(seed=0, n_labelled=4, n_unlabelled=5, hidden=(6,), classifier_hidden=(5,), latent=2,
+                         classes=3, alpha=0.7):
+    """A float64 M2 on 9-pixel images and a batch for it, everything drawn from default_rng(seed) on the host
+    and copied to the backend in use. Returns (model, (x_l, y_l, x_u, eps_l, eps_u))."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    model = mlp_m2(input_dim=9, hidden=hidden, latent=latent, classes=classes, classifier_hidden=classifier_hidden,
+                   alpha=alpha, rng=rng, dtype="float64")
+    for name, param in model.params.items():  # biases off 0, so that no ReLU sits on its kink
+        if name.endswith(".b"):
+            param += backend.to_device(rng.uniform(0.05, 0.2, param.shape))
+    draw = [rng.uniform(0, 1, (n_labelled, 9)), rng.integers(0, classes, n_labelled),
+            rng.uniform(0, 1, (n_unlabelled, 9)), rng.standard_normal((n_labelled, latent)),
+            rng.standard_normal((classes * n_unlabelled, latent))]
+    return model, tuple(backend.to_device(a) for a in draw)
+
+
+def check_step(model, batch, noise_aware=True):
+    """Relative error of every parameter's gradient from `step` against finite differences of `loss_value`,
+    for batch = (x_l, y_l, x_u, eps_l, eps_u): {name: error}."""
+    from minivae.gradcheck import compare
+
+    x_l, y_l, x_u, eps_l, eps_u = batch
+    model.step(x_l, y_l, x_u, eps_labelled=eps_l, eps_unlabelled=eps_u)
+    analytic = {name: g.copy() for name, g in model.grads.items()}
+    return {name: compare(analytic[name], lambda: model.loss_value(*batch), p, noise_aware=noise_aware)
+            for name, p in model.params.items()}
+
+
+def check_labelled(noise_aware=True, seed=0):
+    """The labelled loss alone, E + alpha * cross-entropy (no unlabelled images): {parameter: error}."""
+    return check_step(*tiny_model_and_batch(seed, n_unlabelled=0), noise_aware)
+
+
+def check_unlabelled(noise_aware=True, seed=0):
+    """The unlabelled loss alone, U (no labelled images): {parameter: error}."""
+    return check_step(*tiny_model_and_batch(seed, n_labelled=0), noise_aware)
+
+
+def check_m2(noise_aware=True, seed=0):
+    """The whole M2 loss, a labelled and an unlabelled batch together: {parameter: error}."""
+    return check_step(*tiny_model_and_batch(seed), noise_aware)
+
+
+def check_unlabelled_dlogits(noise_aware=True, seed=0, batch=5, classes=4):
+    """`unlabelled_loss`'s dU/dlogits = q (c - U) against finite differences, logits in [-6, 6] and E in
+    [80, 120] nats: {'logits': error}."""
+    import numpy as np
+
+    from minivae.gradcheck import check_function
+
+    rng = np.random.default_rng(seed)
+    logits = backend.to_device(rng.uniform(-6, 6, (batch, classes)))
+    elbo_terms = backend.to_device(rng.uniform(80, 120, (batch, classes)))
+    (error,) = check_function(lambda a: (unlabelled_loss(a, elbo_terms)[0], unlabelled_loss(a, elbo_terms)[1:]),
+                              [logits], noise_aware=noise_aware)
+    return {"logits": error}
+
+
+def check_cross_entropy(noise_aware=True, seed=0, batch=5, classes=4):
+    """softmax_cross_entropy's dlogits against finite differences, logits in [-30, 30]: {'logits': error}."""
+    import numpy as np
+
+    from minivae.gradcheck import check_function
+
+    rng = np.random.default_rng(seed)
+    logits = backend.to_device(rng.uniform(-30, 30, (batch, classes)))
+    labels = backend.to_device(rng.integers(0, classes, batch))
+    (error,) = check_function(lambda a: (softmax_cross_entropy(a, labels)[0], softmax_cross_entropy(a, labels)[1:]),
+                              [logits], noise_aware=noise_aware)
+    return {"logits": error}

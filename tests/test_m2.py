@@ -1,0 +1,121 @@
+"""The M2 model: the classifier's cross-entropy, the unlabelled loss and its gradient, and the whole step."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import logsumexp, softmax
+
+from minivae import m2, presets
+from minivae.classifier import accuracy, fit, mlp_classifier
+from minivae.losses import softmax_cross_entropy
+from minivae.m2 import M2, tiny_model_and_batch, unlabelled_loss
+
+TOL = 1e-6
+
+
+# ---- the classifier's loss ---------------------------------------------------------------------------------
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 6), classes=st.integers(2, 6), seed=st.integers(0, 1000))
+def test_softmax_cross_entropy_gradient_matches_finite_differences(batch, classes, seed):
+    assert m2.check_cross_entropy(seed=seed, batch=batch, classes=classes)["logits"] < TOL
+
+
+def test_softmax_cross_entropy_is_minus_log_the_true_class_probability():
+    logits = np.random.default_rng(0).normal(0, 3, (6, 5))
+    labels = np.array([0, 4, 2, 2, 1, 3])
+    nll, _ = softmax_cross_entropy(logits, labels)
+    np.testing.assert_allclose(nll, -np.log(softmax(logits, axis=1)[np.arange(6), labels]), rtol=1e-12)
+
+
+def test_softmax_cross_entropy_stays_finite_for_huge_logits():
+    logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 0.0]], dtype=np.float32)
+    nll, dlogits = softmax_cross_entropy(logits, np.array([1, 1]))
+    assert np.all(np.isfinite(nll)) and np.all(np.isfinite(dlogits))
+    assert nll[0] == pytest.approx(2000.0) and nll[1] == pytest.approx(0.0)
+
+
+def test_a_classifier_learns_a_small_labelled_set():
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 12), dtype=np.float32)
+    y = (x[:, 0] > x[:, 1]).astype(np.int64)  # a rule the net can learn
+    model = mlp_classifier(input_dim=12, hidden=(16,), classes=2, rng=rng)
+    fit(model, x, y, steps=300, batch_size=20, lr=1e-2)
+    assert accuracy(model, x, y) == 1.0
+
+
+# ---- the unlabelled loss -------------------------------------------------------------------------------------
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 6), classes=st.integers(2, 6), seed=st.integers(0, 1000))
+def test_unlabelled_loss_gradient_for_the_logits_matches_finite_differences(batch, classes, seed):
+    assert m2.check_unlabelled_dlogits(seed=seed, batch=batch, classes=classes)["logits"] < TOL
+
+
+def test_unlabelled_loss_is_the_expected_elbo_minus_the_entropy():
+    rng = np.random.default_rng(0)
+    logits, elbo_terms = rng.normal(0, 2, (4, 5)), rng.uniform(80, 120, (4, 5))
+    q = softmax(logits, axis=1)
+    expected = (q * elbo_terms).sum(1) - (-(q * np.log(q)).sum(1))
+    np.testing.assert_allclose(unlabelled_loss(logits, elbo_terms)[0], expected, rtol=1e-12)
+
+
+def test_unlabelled_loss_is_smallest_when_q_is_the_posterior_over_classes():
+    # For fixed E, U = sum q (E + log q) is minimised by q(y) proportional to exp(-E_y): there dU/dlogits = 0 and
+    # U = -log sum_y exp(-E_y), the -log p(x) bound of the mixture over classes.
+    elbo_terms = np.random.default_rng(0).uniform(90, 100, (3, 6))
+    unlabelled, dlogits = unlabelled_loss(-elbo_terms, elbo_terms)
+    np.testing.assert_allclose(unlabelled, -logsumexp(-elbo_terms, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(dlogits, 0, atol=1e-12)
+
+
+# ---- the whole model ---------------------------------------------------------------------------------------
+@settings(max_examples=10, deadline=None)
+@given(n_labelled=st.integers(0, 4), n_unlabelled=st.integers(0, 4), hidden=st.lists(st.integers(2, 6), min_size=1,
+       max_size=2), classifier_hidden=st.lists(st.integers(2, 6), max_size=1), latent=st.integers(1, 3),
+       classes=st.integers(2, 4), alpha=st.sampled_from([0.0, 0.3, 5.0]), seed=st.integers(0, 1000))
+def test_m2_gradient_matches_finite_differences_for_every_parameter(n_labelled, n_unlabelled, hidden,
+                                                                    classifier_hidden, latent, classes, alpha, seed):
+    model, data = tiny_model_and_batch(seed, n_labelled, n_unlabelled, tuple(hidden), tuple(classifier_hidden),
+                                       latent, classes, alpha)
+    errors = m2.check_step(model, data)
+    assert set(errors) == set(model.params)
+    assert max(errors.values()) < TOL, errors
+
+
+@pytest.mark.parametrize("check", [m2.check_labelled, m2.check_unlabelled, m2.check_m2])
+def test_the_gradcheck_rows_pass(check):
+    assert max(check().values()) < TOL
+
+
+def test_step_reports_the_loss_it_differentiates():
+    model, (x_l, y_l, x_u, eps_l, eps_u) = tiny_model_and_batch()
+    loss = model.step(x_l, y_l, x_u, eps_labelled=eps_l, eps_unlabelled=eps_u)
+    assert loss.loss == pytest.approx(model.loss_value(x_l, y_l, x_u, eps_l, eps_u), rel=1e-12)
+    assert loss.loss == pytest.approx(loss.labelled + model.alpha * loss.classification + loss.unlabelled)
+
+
+def test_the_labelled_elbo_includes_log_p_y():
+    model, (x_l, y_l, _, eps_l, _) = tiny_model_and_batch(classes=3)
+    elbo_terms, _ = model.labelled_losses(x_l, y_l, eps_l)
+    recon, kl = model.cvae.per_example_losses(x_l, y_l, eps_l)
+    np.testing.assert_allclose(elbo_terms, recon + kl + np.log(3), rtol=1e-12)
+
+
+def test_each_unlabelled_image_is_tried_with_every_class():
+    model, (_, _, x_u, _, _) = tiny_model_and_batch(n_unlabelled=2, classes=3)
+    rows, labels = model.enumerate_classes(x_u)
+    assert rows.shape == (6, 9) and list(labels) == [0, 0, 1, 1, 2, 2]
+    np.testing.assert_array_equal(rows[3], x_u[1])  # row k * B + b: image b, class k
+
+
+def test_parameters_are_the_classifiers_and_the_cvaes():
+    model = presets.build_model(presets.config_for("m2"))
+    assert isinstance(model, M2)
+    assert {"classifier.0.W", "classifier.2.W", "encoder.0.W", "mu.W", "logvar.W", "decoder.2.W"} <= set(model.params)
+    assert model.params["classifier.2.W"].shape == (500, 10)
+    assert model.params["encoder.0.W"].shape == (784 + 10, 500)
+
+
+def test_m2_gradients_match_on_cupy(gpu):
+    assert max(m2.check_m2().values()) < TOL
+    assert m2.check_cross_entropy()["logits"] < TOL
