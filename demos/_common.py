@@ -73,7 +73,7 @@ def fit(preset, dataset, args, epochs, out=None, **overrides):
     model = presets.build_model(config)
     optimizer = presets.build_optimizer(config, model)
     print(f"preset {preset}: {presets.SOURCES[preset]}")
-    if config["arch"] == "mlp":  # (the convnet's description is a paragraph: see convvae.py)
+    if config["arch"] != "conv":  # (the convnet's description is a paragraph: see convvae.py)
         print(f"  {model}")
     print(f"  {count_params(model):,} parameters; {config['optimizer']} lr {config['lr']}, batch "
           f"{config['batch_size']}, {epochs} epoch{'s' * (epochs != 1)} of {len(dataset.x_train):,} {dataset.name} "
@@ -90,7 +90,7 @@ def fit(preset, dataset, args, epochs, out=None, **overrides):
 def final(model, dataset, config, k):
     """Print and return metrics.final_results: the test ELBO (at beta = 1), its terms, and the
     importance-weighted log-likelihood with k samples (0 skips it)."""
-    results = metrics.final_results(model, dataset.x_test, config["seed"], k)
+    results = metrics.final_results(model, dataset.x_test, config["seed"], k, dataset.y_test)
     print(metrics.summary(results, len(dataset.x_test), config))
     return results
 

@@ -26,7 +26,8 @@ def evaluate_checkpoint(path, data_dir=None, eval_samples=None):
     where = f"epoch {ckpt.epoch}" + (f", step {ckpt.step} of epoch {ckpt.epoch + 1}" if ckpt.step else "")
     print(f"{ckpt.path}: {config['preset']} preset, latent {config['latent']}, trained on {config['dataset']} "
           f"to the end of {where}")
-    final = metrics.final_results(model, dataset.x_test, config["seed"], metrics.eval_samples_for(config, eval_samples))
+    final = metrics.final_results(model, dataset.x_test, config["seed"], metrics.eval_samples_for(config, eval_samples),
+                                  dataset.y_test)
     print(metrics.summary(final, len(dataset.x_test), config))
     return final
 

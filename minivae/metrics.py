@@ -32,49 +32,97 @@ def eval_samples_for(config, asked=None):
     return EVAL_SAMPLES.get(config["arch"], 100) if asked is None else asked
 
 
-def test_losses(model, x, seed, batch_size=EVAL_BATCH):
+def uses_labels(model):
+    """Whether the model is conditioned on classes (cvae.CVAE, m2.M2): its evaluation needs the labels."""
+    return hasattr(model, "classes")
+
+
+def test_losses(model, x, seed, y=None, batch_size=EVAL_BATCH):
     """Single-sample loss over all of x (host array, (N, 784)), in batches, without gradients.
 
-    Returns {"loss", "recon", "kl"}, means over x in nats per example, with loss = recon + beta * kl.
+    Returns {"loss", "recon", "kl"}, means over x in nats per example, with loss = recon + beta * kl. A model
+    that uses labels needs y (host integers, (N,)): a CVAE's loss is then the -ELBO of log p(x|y); an M2 model
+    gives `semi_supervised_losses` instead.
     """
+    if hasattr(model, "classifier"):
+        return semi_supervised_losses(model, x, y, seed)
     noise = seeds.generator(seed, seeds.TEST_NOISE)
     recon_sum = kl_sum = 0.0
     for start in range(0, len(x), batch_size):
         batch = backend.to_device(x[start:start + batch_size])
+        labels = (y[start:start + batch_size],) if uses_labels(model) else ()
         eps = backend.to_device(noise.standard_normal((len(batch), model.latent), dtype=np.float32))
-        recon, kl = model.per_example_losses(batch, eps=eps)
+        recon, kl = model.per_example_losses(batch, *labels, eps=eps)
         recon_sum += float(recon.sum())  # float32 sums of at most batch_size terms, then added up in float64
         kl_sum += float(kl.sum())
     recon, kl = recon_sum / len(x), kl_sum / len(x)
     return {"loss": recon + model.beta * kl, "recon": recon, "kl": kl}
 
 
-def mean_log_likelihood(model, x, k, seed, batch_size=IW_BATCH):
+def semi_supervised_losses(model, x, y, seed, batch_size=EVAL_BATCH // 10):
+    """An M2 model on labelled images x (host, (N, D)), y (host integers, (N,)), without gradients: each image
+    scored as labelled (E(x, y) with its class, and the classifier's -log q(y|x)) and as unlabelled (U(x), the
+    -ELBO of log p(x) with the class summed out), and whether q(y|x) puts its mode on the right class.
+
+    Returns means over x: {"loss" (labelled + alpha * classification + unlabelled, as in training),
+    "labelled", "classification", "unlabelled", "accuracy"}.
+    """
+    noise = seeds.generator(seed, seeds.TEST_NOISE)
+    sums = dict.fromkeys(("labelled", "classification", "unlabelled", "accuracy"), 0.0)
+    for start in range(0, len(x), batch_size):
+        batch, labels = backend.to_device(x[start:start + batch_size]), backend.to_device(y[start:start + batch_size])
+        n = len(batch)
+        eps = backend.to_device(noise.standard_normal(((1 + model.classes) * n, model.latent), dtype=np.float32))
+        elbo_terms, nll = model.labelled_losses(batch, labels, eps[:n])
+        sums["labelled"] += float(elbo_terms.sum())
+        sums["classification"] += float(nll.sum())
+        sums["unlabelled"] += float(model.unlabelled_losses(batch, eps[n:]).sum())
+        sums["accuracy"] += float((model.predict(batch) == labels).sum())
+    means = {name: total / len(x) for name, total in sums.items()}
+    loss = means["labelled"] + model.alpha * means["classification"] + means["unlabelled"]
+    return {"loss": loss} | means
+
+
+def mean_log_likelihood(model, x, k, seed, y=None, batch_size=IW_BATCH):
     """Importance-weighted log p(x) with k samples (VAE.log_likelihood), averaged over x (host array, (N, D)):
-    one number, in nats per example."""
+    one number, in nats per example. With y (a CVAE): log p(x|y)."""
     rng = seeds.device_generator(seed, seeds.IMPORTANCE)  # VAE.log_likelihood draws on the device
     total = 0.0
     starts = range(0, len(x), batch_size)
     # K decodes of every test image can take minutes: show a bar (on a terminal only, like training's)
     for start in tqdm(starts, desc=f"log-likelihood, K={k}", unit="batch", leave=False, file=sys.stderr,
                       disable=None):
-        total += float(model.log_likelihood(backend.to_device(x[start:start + batch_size]), k=k, rng=rng).sum())
+        labels = (y[start:start + batch_size],) if y is not None else ()
+        batch = backend.to_device(x[start:start + batch_size])
+        total += float(model.log_likelihood(batch, *labels, k=k, rng=rng).sum())
     return total / len(x)
 
 
-def final_results(model, x_test, seed, eval_samples):
+def final_results(model, x_test, seed, eval_samples, y_test=None):
     """The run's closing numbers, in nats per test image: the test ELBO at beta = 1 (whatever beta training
-    used) and its terms, and the IW log-likelihood with eval_samples samples (None if 0).
+    used) and its terms, and the IW log-likelihood with eval_samples samples (None if 0). For a CVAE (y_test
+    given) both bound log p(x|y). For M2: the test accuracy of q(y|x) and the bounds (`m2_final_results`).
 
     ELBO = -(recon + constant + KL). The constant is 0 except for squared error, which is the Gaussian
     -log N(x; out, 1/2) less (D/2) log(pi) (losses.py): the ELBO puts it back so that it is a bound on log p(x).
     """
-    losses = test_losses(model, x_test, seed)
+    if hasattr(model, "classifier"):
+        return m2_final_results(model, x_test, y_test, seed)
+    y_test = y_test if uses_labels(model) else None
+    losses = test_losses(model, x_test, seed, y_test)
     constant = gaussian_nll_constant(x_test.shape[1]) if model.recon_name == "mse" else 0.0
     elbo = -(losses["recon"] + constant + losses["kl"])
-    ll = mean_log_likelihood(model, x_test, eval_samples, seed) if eval_samples > 0 else None
+    ll = mean_log_likelihood(model, x_test, eval_samples, seed, y_test) if eval_samples > 0 else None
     return {"test_elbo": elbo, "test_recon": losses["recon"], "test_recon_constant": constant,
             "test_kl": losses["kl"], "test_log_likelihood": ll, "eval_samples": eval_samples}
+
+
+def m2_final_results(model, x_test, y_test, seed):
+    """M2's closing numbers: the test accuracy of q(y|x), and the test ELBO of log p(x) (the class summed out)
+    and of log p(x, y) (the true class given), in nats per test image."""
+    losses = semi_supervised_losses(model, x_test, y_test, seed)
+    return {"test_accuracy": losses["accuracy"], "test_elbo": -losses["unlabelled"],
+            "test_labelled_elbo": -losses["labelled"], "test_classification": losses["classification"]}
 
 
 def all_finite(final):
@@ -83,11 +131,15 @@ def all_finite(final):
 
 
 def summary(final, n_test, config=None):
-    """The closing line: the ELBO as the sum it is, and the log-likelihood."""
+    """The closing line: the ELBO as the sum it is, and the log-likelihood (for M2: the accuracy and bounds)."""
+    if "test_accuracy" in final:
+        return (f"test set ({n_test} images): accuracy of q(y|x) {final['test_accuracy']:.2%}; ELBO of log p(x) "
+                f"{final['test_elbo']:.2f} nats, of log p(x, y) {final['test_labelled_elbo']:.2f} nats")
     terms = f"recon {final['test_recon']:.2f}"
     if final.get("test_recon_constant"):
         terms += f" + Gaussian constant {final['test_recon_constant']:.2f}"
-    line = f"test set ({n_test} images): ELBO {final['test_elbo']:.2f} nats = -({terms} + KL {final['test_kl']:.2f})"
+    bound = "ELBO of log p(x|y)" if config is not None and config.get("arch") == "cvae" else "ELBO"
+    line = f"test set ({n_test} images): {bound} {final['test_elbo']:.2f} nats = -({terms} + KL {final['test_kl']:.2f})"
     if config is not None and config.get("beta", 1.0) != 1.0:
         line += f" at beta 1 (trained with beta {config['beta']})"
     if final["test_log_likelihood"] is not None:

@@ -32,12 +32,25 @@ def _as_uint8(images):
     return np.round(np.clip(backend.to_numpy(images), 0, 1) * 255).astype(np.uint8)
 
 
-def progress_frames(model, x_test, seed):
+def generative_model(model):
+    """The part of a model that decodes images: the model itself, or the CVAE inside an M2 model."""
+    return getattr(model, "cvae", model)
+
+
+def progress_frames(model, x_test, seed, y_test=None):
     """What the progress GIFs show after one epoch: the same z decoded, and the same test images
-    reconstructed, as uint8 (n, 784) arrays (small enough to keep every epoch's in the checkpoint)."""
-    z = seeds.generator(seed, seeds.FIXED_Z).standard_normal((PROGRESS_SAMPLES, model.latent), dtype=np.float32)
-    recon = model.reconstruct(backend.to_device(x_test[:PROGRESS_IMAGES]))
-    return {"samples": _as_uint8(model.decode(backend.to_device(z))), "reconstructions": _as_uint8(recon)}
+    reconstructed, as uint8 (n, 784) arrays (small enough to keep every epoch's in the checkpoint).
+    A model that uses labels decodes z number i as class i mod K, and reconstructs with the true classes."""
+    model = generative_model(model)
+    z = backend.to_device(seeds.generator(seed, seeds.FIXED_Z).standard_normal((PROGRESS_SAMPLES, model.latent),
+                                                                               dtype=np.float32))
+    x = backend.to_device(x_test[:PROGRESS_IMAGES])
+    if hasattr(model, "classes"):
+        samples = model.decode(z, np.arange(PROGRESS_SAMPLES) % model.classes)
+        recon = model.reconstruct(x, y_test[:PROGRESS_IMAGES])
+    else:
+        samples, recon = model.decode(z), model.reconstruct(x)
+    return {"samples": _as_uint8(samples), "reconstructions": _as_uint8(recon)}
 
 
 def encoder_means(model, x, batch_size=ENCODE_BATCH):
@@ -52,6 +65,8 @@ def write_figures(model, dataset, history, frames, folder, seed):
     frames: {"samples": [uint8 (64, 784) per epoch], "reconstructions": [uint8 (16, 784) per epoch]}.
     """
     folder = Path(folder)
+    if hasattr(generative_model(model), "classes"):
+        return write_labelled_figures(model, dataset, history, frames, folder, seed)
     x, y = dataset.x_test, dataset.y_test
     decode = _decoder(model)
     names = class_names(dataset.name)
@@ -70,8 +85,15 @@ def write_figures(model, dataset, history, frames, folder, seed):
         paths.append(plots.manifold(decode, folder / "manifold.png"))
     other = int(np.argmax(y != y[0]))  # the first test image of another class than image 0 (or 0 itself)
     paths.append(plots.interpolation(decode, means[0], means[other], folder / "interpolation.png"))
+    return paths + progress_gifs(x, history, frames, folder)
+
+
+def progress_gifs(x_test, history, frames, folder):
+    """The two progress GIFs, one frame per epoch: the same z decoded, and test images above their
+    reconstructions. Returns the paths written (none without frames)."""
+    paths = []
     epochs = [h["epoch"] for h in history]
-    originals = _as_uint8(x[:PROGRESS_IMAGES])
+    originals = _as_uint8(x_test[:PROGRESS_IMAGES])
     gifs = (("samples", "the same z decoded", (5.0, 5.5)),  # 8 x 8 images
             ("reconstructions", "test images above reconstructions", (6.0, 3.75)))  # 4 rows of 8
     for name, title, figsize in gifs:
@@ -81,3 +103,22 @@ def write_figures(model, dataset, history, frames, folder, seed):
             titles = [f"{title}\nafter epoch {e}" for e in epochs] if len(epochs) == len(tiles) else None
             paths.append(plots.progress_gif(tiles, folder / f"progress_{name}.gif", titles=titles, figsize=figsize))
     return paths
+
+
+def write_labelled_figures(model, dataset, history, frames, folder, seed):
+    """The figures of a model that uses labels (a CVAE, or M2's CVAE): reconstructions with the true classes,
+    class_grid.png (one row per class, the same z down each column), the loss curves (CVAE), the GIFs."""
+    from minivae import plots_labels
+
+    cvae = generative_model(model)
+    x, y = dataset.x_test, dataset.y_test
+    recon = cvae.reconstruct(backend.to_device(x[:10]), y[:10])
+    paths = [plots.reconstructions(x[:10], backend.to_numpy(recon), folder / "reconstructions.png")]
+    z = backend.to_device(seeds.generator(seed, seeds.SAMPLES).standard_normal((10, cvae.latent), dtype=np.float32))
+    rows = [backend.to_numpy(cvae.decode(z, np.full(10, c))) for c in range(cvae.classes)]
+    names = class_names(dataset.name) or [str(c) for c in range(cvae.classes)]
+    paths.append(plots_labels.image_rows(rows, names, folder / "class_grid.png",
+                                         title="One row per class, the same z down each column"))
+    if history and "recon" in history[0]["train"]:
+        paths.append(plots.loss_curves(history, folder / "loss_curves.png"))
+    return paths + progress_gifs(x, history, frames, folder)

@@ -27,7 +27,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from minivae import backend, checkpoint, cli, data, files, metrics, presets, run_figures, training
+from minivae import backend, checkpoint, cli, data, files, metrics, presets, run_figures, supervision, training
 from minivae.cli import UsageError
 from minivae.gaussian import POSTERIORS
 from minivae.layers import ACTIVATIONS
@@ -37,7 +37,7 @@ from minivae.vae import count_params
 
 # Options that are part of the config (None when not given, so that the preset's value wins).
 CONFIG_OPTIONS = ("dataset", "hidden", "latent", "activation", "optimizer", "lr", "batch_size", "beta",
-                  "binarize", "recon", "posterior", "seed", "validation", "epochs")
+                  "binarize", "recon", "posterior", "seed", "validation", "epochs", "labels")
 MLP_ONLY = ("hidden", "activation")  # options the convnet has no use for
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -70,6 +70,8 @@ def build_parser():
     p.add_argument("--seed", type=cli.non_negative_int, help=f"default {default['seed']}")
     p.add_argument("--validation", type=cli.fraction, metavar="FRACTION",
                    help="hold out this part of the training set (default 0)")
+    p.add_argument("--labels", type=cli.positive_int, metavar="N",
+                   help="m2 preset: how many training images keep their label, N / 10 of each class (default 100)")
     cli.add_device_option(p)
     p.add_argument("--out", help="output folder (default: a new runs/<time>-<preset>-<dataset>)")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (or the run folder holding it)")
@@ -85,10 +87,13 @@ def run_config(args, ckpt):
     given = {name: getattr(args, name) for name in CONFIG_OPTIONS if getattr(args, name) is not None}
     if ckpt is None:
         config = presets.config_for(args.preset or "default", **given)
-        unused = [name for name in MLP_ONLY if name in given and config["arch"] != "mlp"]
+        unused = [name for name in MLP_ONLY if name in given and config["arch"] == "conv"]
         if unused:
             raise UsageError(f"--{unused[0]} is for MLP models; the {config['preset']} preset builds a convnet "
                              f"(its layers are fixed: see minivae/convvae.py)")
+        if "labels" in given and supervision.ARCHITECTURES[config["arch"]] != "semi-supervised":
+            raise UsageError(f"--labels is for the semi-supervised m2 preset; the {config['preset']} preset takes "
+                             f"{'every label' if config['arch'] == 'cvae' else 'no labels'}")
         return config
     config = dict(ckpt.config)
     asked = {"preset": args.preset} if args.preset is not None else {}
@@ -217,6 +222,24 @@ def load_data(config, args, ckpt):
                      validation=config["validation"])
 
 
+def check_labels(config, dataset):
+    """--labels N (m2): a multiple of the classes, and fewer than the training images, so that some stay
+    unlabelled; each class must have N / classes images to label."""
+    if supervision.ARCHITECTURES[config["arch"]] != "semi-supervised":
+        return
+    count, classes, n_train = config["labels"], config["classes"], len(dataset.x_train)
+    if count >= n_train:
+        raise UsageError(f"--labels {count} is not fewer than the {n_train:,} training images; M2 learns from "
+                         f"labelled and unlabelled images, so some must stay unlabelled")
+    if count % classes:
+        raise UsageError(f"--labels {count} is not a multiple of the {classes} classes (each class keeps the same "
+                         f"number of labels)")
+    try:
+        supervision.choose_labelled(dataset.y_train, count, classes, config["seed"])
+    except ValueError as err:
+        raise UsageError(f"--labels {count}: {err}") from None
+
+
 def check_same_data(ckpt, dataset):
     """A checkpoint must be resumed on the data it was trained on: refuse another dataset in one line."""
     saved = ckpt.extra.get("dataset")
@@ -242,6 +265,7 @@ def train_command(args):
     dataset = load_data(config, args, ckpt)
     if len(dataset.x_train) == 0:
         raise UsageError("no training images are left; use a smaller --validation")
+    check_labels(config, dataset)
     model = presets.build_model(config)
     optimizer = presets.build_optimizer(config, model)
     state = training.RunState()
@@ -262,10 +286,11 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
     """Train, evaluate and draw, writing into the folder `out`. Returns the exit code."""
     epochs = config["epochs"]
     start = f"resuming {ckpt.path} at {state.saved}" if ckpt else "training"
-    hidden = config["hidden"] if config["arch"] == "mlp" else "conv"
+    hidden = "conv" if config["arch"] == "conv" else config["hidden"]
+    labels = f", {config['labels']} labelled" if "labels" in config else ""
     print(f"{start}: {config['preset']} preset, hidden {hidden}, latent {config['latent']}, "
           f"{count_params(model):,} parameters, {config['optimizer']} lr {config['lr']}, batch {config['batch_size']},"
-          f" {epochs} epoch{'s' * (epochs != 1)}, {config['dataset']} ({len(dataset.x_train):,} train / "
+          f" {epochs} epoch{'s' * (epochs != 1)}, {config['dataset']} ({len(dataset.x_train):,} train{labels} / "
           f"{len(dataset.x_test):,} test), {backend.name}; writing to {out}", flush=True)
     if ckpt is not None:
         training.write_metrics(out, config, state.history)  # metrics.json as the checkpoint has it
@@ -294,7 +319,7 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
 
     try:
         final = metrics.final_results(model, dataset.x_test, config["seed"],
-                                      metrics.eval_samples_for(config, args.eval_samples))
+                                      metrics.eval_samples_for(config, args.eval_samples), dataset.y_test)
         training.write_metrics(out, config, state.history, final)
         print(metrics.summary(final, len(dataset.x_test), config))
         if not args.no_plots:

@@ -3,10 +3,11 @@
 One epoch, as the loop below runs it:
 
     order, noise = the epoch's own generators (seeds.py)
-    for idx in the training set cut into shuffled batches:
-        x = x_train[idx]                      (a fresh binary draw of each image with dynamic binarization)
+    for rows in the training set cut into shuffled batches:
+        x = x_train[rows]                     (a fresh binary draw of each image with dynamic binarization)
         eps = noise.standard_normal(...)      (drawn on the host, so CPU and GPU runs see the same numbers)
         loss = model.step(x, eps=eps)         forward and backward: fills model.grads
+                                              (with the labels, or a few labelled images: supervision.py)
         optimizer.step(model.grads)           updates model.params in place
     test loss, one printed line, checkpoint.npz, then metrics.json
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from minivae import backend, checkpoint, data, metrics, run_figures, seeds
+from minivae import backend, checkpoint, data, metrics, run_figures, seeds, supervision
 from minivae.files import atomic_file
 
 METRICS = "metrics.json"
@@ -43,23 +44,24 @@ class Diverged(Exception):
 
 @dataclass
 class Totals:
-    """Running sums over the examples seen so far in an epoch: its mean training loss is sum / examples."""
+    """Running sums over the examples seen so far in an epoch: its mean training loss is sum / examples.
 
-    loss: float = 0.0
-    recon: float = 0.0
-    kl: float = 0.0
+    One sum per part of the model's loss, by name: loss, recon and kl for a VAE (vae.Loss); loss, labelled,
+    classification and unlabelled for M2 (m2.M2Loss).
+    """
+
+    sums: dict = field(default_factory=dict)
     examples: int = 0
 
     def add(self, loss, n):
-        """Add a batch of n examples whose mean losses are `loss` (a vae.Loss)."""
-        self.loss += loss.loss * n
-        self.recon += loss.recon * n
-        self.kl += loss.kl * n
+        """Add a batch of n examples whose mean losses are `loss` (a vae.Loss or m2.M2Loss)."""
+        for name, value in loss._asdict().items():
+            self.sums[name] = self.sums.get(name, 0.0) + value * n
         self.examples += n
 
     def means(self):
         n = max(self.examples, 1)
-        return {"loss": self.loss / n, "recon": self.recon / n, "kl": self.kl / n}
+        return {name: total / n for name, total in self.sums.items()}
 
 
 @dataclass
@@ -126,6 +128,7 @@ def train(model, optimizer, dataset, config, state, out):
     dynamic = config["binarize"] == "dynamic"
     # On the device once; dynamic binarization draws on the host, so then the grayscale images stay there.
     x_train = dataset.x_train if dynamic else backend.to_device(dataset.x_train)
+    feed = supervision.feed_for(config, dataset)  # the images an epoch runs over, and what a step takes
     while state.epoch < config["epochs"]:
         epoch = state.epoch + 1
         started = time.perf_counter() - state.seconds
@@ -133,7 +136,7 @@ def train(model, optimizer, dataset, config, state, out):
         noise = seeds.generator(seed, seeds.NOISE, epoch)
         if state.step:  # resuming mid-epoch: the same order (redrawn), the noise where it stopped
             noise.bit_generator.state = state.noise_state
-        index_batches = list(data.batches(len(dataset.x_train), batch_size, order))
+        index_batches = [feed.rows[idx] for idx in data.batches(len(feed.rows), batch_size, order)]
         # The bar shows on a terminal only (disable=None), refreshed every BAR_EVERY steps.
         bar = tqdm(total=len(index_batches), initial=state.step, desc=f"epoch {epoch}/{config['epochs']}",
                    unit="step", leave=False, file=sys.stderr, mininterval=0.5, disable=None)
@@ -141,15 +144,14 @@ def train(model, optimizer, dataset, config, state, out):
         # is the guard, so those warnings are off here.
         try:
             with bar, np.errstate(over="ignore", invalid="ignore"):
-                for idx in index_batches[state.step:]:
+                for rows in index_batches[state.step:]:
                     if state.stop_requested:
                         raise KeyboardInterrupt
                     if dynamic:  # a fresh Bernoulli draw of each image, on the host, then to the device
-                        x = backend.to_device(data.binarize_batch(x_train[idx], noise))
+                        x = backend.to_device(data.binarize_batch(x_train[rows], noise))
                     else:
-                        x = x_train[backend.to_device(idx)]
-                    eps = backend.to_device(noise.standard_normal((len(idx), model.latent), dtype=np.float32))
-                    loss = model.step(x, eps=eps)
+                        x = x_train[backend.to_device(rows)]
+                    loss = feed.step(model, x, rows, noise)  # draws eps from noise; forward and backward
                     if not math.isfinite(loss.loss):
                         raise Diverged(f"the training loss became {loss.loss} at epoch {epoch}, "
                                        f"step {state.step + 1}")
@@ -157,7 +159,7 @@ def train(model, optimizer, dataset, config, state, out):
                     optimizer.step(model.grads)
                     state.updating = False
                     state.step += 1
-                    state.totals.add(loss, len(idx))
+                    state.totals.add(loss, len(rows))
                     state.noise_state = noise.bit_generator.state
                     if state.step % BAR_EVERY == 0:
                         bar.set_postfix_str(f"loss {state.totals.means()['loss']:.2f}", refresh=False)
@@ -174,10 +176,11 @@ def finish_epoch(model, optimizer, dataset, config, state, epoch, started, out):
     """Close an epoch: its test (and validation) loss, the progress-GIF frames, a printed line, then
     checkpoint.npz and metrics.json, in that order."""
     seed = config["seed"]
-    record = {"epoch": epoch, "train": state.totals.means(), "test": metrics.test_losses(model, dataset.x_test, seed)}
+    record = {"epoch": epoch, "train": state.totals.means(),
+              "test": metrics.test_losses(model, dataset.x_test, seed, dataset.y_test)}
     if dataset.x_val is not None:
-        record["val"] = metrics.test_losses(model, dataset.x_val, seed)
-    for name, frame in run_figures.progress_frames(model, dataset.x_test, seed).items():
+        record["val"] = metrics.test_losses(model, dataset.x_val, seed, dataset.y_val)
+    for name, frame in run_figures.progress_frames(model, dataset.x_test, seed, dataset.y_test).items():
         state.frames[name].append(frame)
     record["seconds"] = round(time.perf_counter() - started, 2)
     state.history.append(record)
@@ -188,8 +191,17 @@ def finish_epoch(model, optimizer, dataset, config, state, epoch, started, out):
 
 
 def epoch_line(record, config):
-    """One epoch in one line: the losses as the sums they are (beta shown when it is not 1)."""
+    """One epoch in one line: the losses as the sums they are (beta shown when it is not 1); for M2 the
+    test accuracy of its classifier q(y|x) and the parts of its loss."""
     test, beta = record["test"], config["beta"]
+    if "accuracy" in test:
+        line = (f"epoch {record['epoch']:>3}/{config['epochs']}  train {record['train']['loss']:.2f}  test "
+                f"{test['loss']:.2f} (labelled {test['labelled']:.2f} + {config['alpha']:g} x cross-entropy "
+                f"{test['classification']:.3f} + unlabelled {test['unlabelled']:.2f})  test accuracy "
+                f"{test['accuracy']:.2%}")
+        if "val" in record:
+            line += f"  val accuracy {record['val']['accuracy']:.2%}"
+        return line + f"  {record['seconds']:.1f} s"
     kl = f"KL {test['kl']:.2f}" if beta == 1 else f"{beta:g} x KL {test['kl']:.2f}"
     line = (f"epoch {record['epoch']:>3}/{config['epochs']}  train {record['train']['loss']:.2f}  "
             f"test {test['loss']:.2f} (recon {test['recon']:.2f} + {kl})")

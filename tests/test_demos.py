@@ -41,6 +41,14 @@ CASES = {
         [rf"-ELBO \(recon \+ KL\) +{NUMBER}", rf"importance-weighted, K=10 +{NUMBER}",
          rf"total ink of the image +{NUMBER}", r"<- held out"],
         ["score_extremes.png"]),
+    "conditional.py": (
+        [rf"ELBO of log p\(x\|y\) -{NUMBER} nats", rf"{NUMBER} nats with their own class, {NUMBER} with another",
+         rf"argmax_y ELBO\(x, y\): {NUMBER}% of test images right"],
+        ["draw.png", "class_grid.png", "style_transfer.png", "reconstructions.png"]),
+    "semi_supervised.py": (
+        [rf"\(a\) the classifier alone: {NUMBER}%", rf"\(b\) M1, .*: {NUMBER}%", rf"\(c\) M2: {NUMBER}%",
+         r"test accuracy \d+\.\d\d%", rf"M2 - classifier alone: [+-]{NUMBER} points"],
+        ["class_grid.png"]),
     "vae_vs_autoencoder.py": (
         [rf"autoencoder epoch +3/3  train {NUMBER}  test {NUMBER}", rf"autoencoder {NUMBER}, VAE {NUMBER}",
          rf"VAE samples: {NUMBER}", rf"autoencoder samples: {NUMBER}", rf"real test images: {NUMBER}"],

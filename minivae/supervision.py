@@ -1,0 +1,92 @@
+"""What one training step feeds each kind of model: no labels, every label, or a few.
+
+    unsupervised     VAE, convnet VAE    model.step(x, eps)                            the labels are never read
+    supervised       CVAE (cvae.py)      model.step(x, y, eps)                         every image with its label
+    semi-supervised  M2 (m2.py)          model.step(x_l, y_l, x_u, eps_l, eps_u)       a few images keep theirs
+
+The training loop (training.py) runs an epoch over `feed.rows`, the training images it cuts into shuffled
+batches, and hands each batch to `feed.step`. For M2, `choose_labelled` picks the images that keep their label,
+labels / K of each class, with the generator seeds.LABELS, so a seed always picks the same ones; the epoch is a
+pass over all the others, which lose their label, and every step also draws `labelled_batch_size` labelled
+images (with replacement) from the epoch's noise generator. The loop saves that generator's state after every
+step, so a run resumed mid-epoch draws the same labelled batches and the same noise.
+"""
+
+import numpy as np
+
+from minivae import backend, seeds
+
+ARCHITECTURES = {"mlp": "unsupervised", "conv": "unsupervised", "cvae": "supervised", "m2": "semi-supervised"}
+
+
+def choose_labelled(y, count, classes, seed):
+    """The indices (sorted) of the `count` training images that keep their label: count / classes of each class,
+    drawn without replacement by seeds.generator(seed, seeds.LABELS). y: (N,) host integers.
+
+    Raises ValueError when count is not a positive multiple of classes, or a class has too few images.
+    """
+    if count <= 0 or count % classes:
+        raise ValueError(f"{count} labels cannot be shared equally among {classes} classes; use a multiple of "
+                         f"{classes}")
+    rng = seeds.generator(seed, seeds.LABELS)
+    per_class = count // classes
+    chosen = []
+    for c in range(classes):
+        members = np.flatnonzero(y == c)
+        if len(members) < per_class:
+            raise ValueError(f"class {c} has {len(members)} training images, fewer than the {per_class} labels "
+                             f"asked for each class")
+        chosen.append(rng.choice(members, per_class, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+class Unsupervised:
+    """Every training image, without its label: model.step(x, eps)."""
+
+    def __init__(self, dataset, config):
+        self.rows = np.arange(len(dataset.x_train))
+
+    def step(self, model, x, rows, noise):
+        """One forward and backward on the batch x (the training images `rows`, on the device)."""
+        eps = noise.standard_normal((len(x), model.latent), dtype=np.float32)
+        return model.step(x, eps=backend.to_device(eps))
+
+
+class Supervised(Unsupervised):
+    """Every training image with its label: model.step(x, y, eps)."""
+
+    def __init__(self, dataset, config):
+        super().__init__(dataset, config)
+        self.y_train = dataset.y_train
+
+    def step(self, model, x, rows, noise):
+        eps = noise.standard_normal((len(x), model.latent), dtype=np.float32)
+        return model.step(x, self.y_train[rows], eps=backend.to_device(eps))
+
+
+class SemiSupervised:
+    """config['labels'] images keep their label, the loop runs over the rest: model.step(x_l, y_l, x_u, ...)."""
+
+    def __init__(self, dataset, config):
+        self.labelled = choose_labelled(dataset.y_train, config["labels"], config["classes"], config["seed"])
+        self.rows = np.setdiff1d(np.arange(len(dataset.x_train)), self.labelled)  # the unlabelled images
+        self.x_labelled = backend.to_device(dataset.x_train[self.labelled])
+        self.y_labelled = backend.to_device(dataset.y_train[self.labelled])
+        self.batch_size = config["labelled_batch_size"]
+
+    def step(self, model, x, rows, noise):
+        pick = noise.integers(0, len(self.labelled), self.batch_size)
+        eps_labelled = noise.standard_normal((len(pick), model.latent), dtype=np.float32)
+        eps_unlabelled = noise.standard_normal((model.classes * len(x), model.latent), dtype=np.float32)
+        pick = backend.to_device(pick)
+        return model.step(self.x_labelled[pick], self.y_labelled[pick], x,
+                          eps_labelled=backend.to_device(eps_labelled),
+                          eps_unlabelled=backend.to_device(eps_unlabelled))
+
+
+FEEDS = {"unsupervised": Unsupervised, "supervised": Supervised, "semi-supervised": SemiSupervised}
+
+
+def feed_for(config, dataset):
+    """What the loop feeds the config's model, from this dataset."""
+    return FEEDS[ARCHITECTURES[config["arch"]]](dataset, config)

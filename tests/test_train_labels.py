@@ -1,0 +1,116 @@
+"""Training with labels: the cvae and m2 presets through the training command, their records, exact resuming,
+and the one-line errors of --labels. Runs on the tiny synthetic dataset written as IDX files, offline."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from minivae import checkpoint, data, download, m2, seeds, supervision, train
+
+N_TRAIN, N_TEST, BATCH = 120, 40, 25  # m2 with 20 labels: 100 unlabelled images, 4 steps per epoch
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    ds = data.tiny_dataset(N_TRAIN, N_TEST)
+    images = [np.round(x * 255).astype(np.uint8).reshape(-1, 28, 28) for x in (ds.x_train, ds.x_test)]
+    for name, array in zip(data.FILES, (images[0], ds.y_train, images[1], ds.y_test)):
+        data.write_idx(folder / name, array.astype(np.uint8))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def offline(tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "MIRRORS", {"mnist": [], "fashion-mnist": []})
+    monkeypatch.setattr(download, "DEBIAN_DIR", str(tmp_path / "no-debian"))
+    monkeypatch.delenv("MINIVAE_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def args(tiny_dir, out, preset, *extra, epochs=2):
+    labels = ["--labels", "20"] if preset == "m2" else []
+    return ["--preset", preset, "--data-dir", str(tiny_dir), "--out", str(out), "--hidden", "16", "--latent", "3",
+            "--batch-size", str(BATCH), "--epochs", str(epochs), "--eval-samples", "3", "--no-plots", *labels,
+            *extra]
+
+
+def metrics(out):
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_cvae_run_records_the_conditional_elbo_and_draws_a_class_grid(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main([a for a in args(tiny_dir, out, "cvae") if a != "--no-plots"]) == 0
+    record = metrics(out)
+    assert set(record["history"][0]["test"]) == {"loss", "recon", "kl"}
+    assert record["final"]["test_log_likelihood"] is not None
+    assert "ELBO of log p(x|y)" in capsys.readouterr().out
+    assert {"class_grid.png", "reconstructions.png", "loss_curves.png", "progress_samples.gif"} <= \
+        {p.name for p in out.iterdir()}
+
+
+def test_m2_epoch_lines_and_metrics_carry_the_test_accuracy(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main([a for a in args(tiny_dir, out, "m2") if a != "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert len(re.findall(r"^epoch +\d/2 .*test accuracy \d+\.\d\d%", printed, flags=re.M)) == 2
+    assert "20 labelled" in printed and "accuracy of q(y|x)" in printed
+    record = metrics(out)
+    assert set(record["history"][0]["train"]) == {"loss", "labelled", "classification", "unlabelled"}
+    assert 0 <= record["history"][-1]["test"]["accuracy"] <= 1
+    assert record["final"]["test_accuracy"] == record["history"][-1]["test"]["accuracy"]
+    assert "class_grid.png" in {p.name for p in out.iterdir()}
+
+
+def test_m2_keeps_the_same_number_of_labels_in_every_class():
+    y = np.arange(1000) % 10
+    chosen = supervision.choose_labelled(y, 100, 10, seed=3)
+    assert np.array_equal(np.bincount(y[chosen]), np.full(10, 10))
+    assert np.array_equal(chosen, supervision.choose_labelled(y, 100, 10, seed=3))  # the seed decides
+    assert not np.array_equal(chosen, supervision.choose_labelled(y, 100, 10, seed=4))
+    assert seeds.LABELS == 6
+
+
+def test_m2_resumed_mid_epoch_gives_the_numbers_of_an_uninterrupted_run(tiny_dir, tmp_path, monkeypatch):
+    reference = tmp_path / "reference"
+    assert train.main(args(tiny_dir, reference, "m2", epochs=2)) == 0
+    original, calls = m2.M2.step, []
+
+    def step(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 6:  # the second step of epoch 2
+            raise KeyboardInterrupt
+        return original(self, *a, **kw)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(m2.M2, "step", step)
+    assert train.main(args(tiny_dir, out, "m2", epochs=2)) == 130
+    monkeypatch.undo()
+    assert (checkpoint.load(out).epoch, checkpoint.load(out).step) == (1, 1)
+    assert train.main(["--resume", str(out), "--eval-samples", "3", "--no-plots"]) == 0
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in metrics(reference)["history"]]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in metrics(out)["history"]]
+    assert metrics(out)["final"] == metrics(reference)["final"]
+    ours, theirs = checkpoint.load(out), checkpoint.load(reference)
+    assert all(np.array_equal(ours.params[k], theirs.params[k]) for k in theirs.params)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--labels", "200"], "not fewer than the 120 training images"),
+    (["--labels", "25"], "not a multiple of the 10 classes"),
+])
+def test_bad_labels_are_one_line_errors(tiny_dir, tmp_path, capsys, extra, message):
+    assert train.main(args(tiny_dir, tmp_path / "run", "m2", *extra)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("preset", ["default", "cvae"])
+def test_labels_with_a_preset_that_takes_none_is_a_one_line_error(tiny_dir, tmp_path, capsys, preset):
+    assert train.main(args(tiny_dir, tmp_path / "run", preset, "--labels", "20")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --labels is for the semi-supervised m2 preset") and err.count("\n") == 1
