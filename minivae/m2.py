@@ -24,8 +24,9 @@ what `CVAE.weighted_step` takes. The classifier gets one pass too, over the B_l 
 
 alpha. The paper sums over the data set, J = sum_l E + sum_u U + alpha * sum_l CE, with alpha = 0.1 N. With
 per-example means, as here, the same balance of the classification mass against the unlabelled mass
-(alpha N_l : N_u = 0.1 N N_l : N_u) is alpha = 0.1 N N_l / N_u, about 0.1 N_l: 10 for 100 labels. The preset
-takes it from the config (see presets.py for what was measured).
+(alpha N_l : N_u = 0.1 N N_l : N_u) is alpha = 0.1 N N_l / N_u, about 0.1 N_l: 10 for 100 labels, which the
+m2 preset uses. (Taken literally, 0.1 N = 6,000 on a per-example mean would drown the unlabelled term, and M2
+would be the classifier alone.)
 """
 
 import math

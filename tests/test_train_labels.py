@@ -114,3 +114,14 @@ def test_labels_with_a_preset_that_takes_none_is_a_one_line_error(tiny_dir, tmp_
     assert train.main(args(tiny_dir, tmp_path / "run", preset, "--labels", "20")) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --labels is for the semi-supervised m2 preset") and err.count("\n") == 1
+
+
+def test_evaluating_an_m2_checkpoint_reports_its_test_accuracy(tiny_dir, tmp_path, capsys):
+    from minivae import evaluate
+
+    out = tmp_path / "run"
+    assert train.main(args(tiny_dir, out, "m2", epochs=1)) == 0
+    trained = metrics(out)["final"]["test_accuracy"]
+    capsys.readouterr()
+    assert evaluate.main([str(out)]) == 0
+    assert f"accuracy of q(y|x) {trained:.2%}" in capsys.readouterr().out
