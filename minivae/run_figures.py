@@ -3,7 +3,8 @@
 After every epoch the training loop keeps two small frames for the progress GIFs (`progress_frames`): the same
 64 z decoded, and the same 16 test images reconstructed. At the end, `write_figures` draws the standard set:
 reconstructions, samples, loss curves, the latent scatter and histograms, an interpolation, the GIFs, and the
-2-D manifold when the latent space has two dimensions.
+2-D manifold when the latent space has two dimensions. A model that uses labels (a CVAE, or M2's CVAE) gets
+its own set, `write_labelled_figures`: reconstructions with the true classes and a grid of one row per class.
 """
 
 from pathlib import Path

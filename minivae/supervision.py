@@ -14,7 +14,7 @@ step, so a run resumed mid-epoch draws the same labelled batches and the same no
 
 import numpy as np
 
-from minivae import backend, seeds
+from minivae import backend, data, seeds
 
 ARCHITECTURES = {"mlp": "unsupervised", "conv": "unsupervised", "cvae": "supervised", "m2": "semi-supervised"}
 
@@ -70,17 +70,21 @@ class SemiSupervised:
     def __init__(self, dataset, config):
         self.labelled = choose_labelled(dataset.y_train, config["labels"], config["classes"], config["seed"])
         self.rows = np.setdiff1d(np.arange(len(dataset.x_train)), self.labelled)  # the unlabelled images
-        self.x_labelled = backend.to_device(dataset.x_train[self.labelled])
-        self.y_labelled = backend.to_device(dataset.y_train[self.labelled])
+        self.dynamic = config["binarize"] == "dynamic"  # then a fresh binary draw of each labelled batch too
+        x_labelled = dataset.x_train[self.labelled]
+        self.x_labelled = x_labelled if self.dynamic else backend.to_device(x_labelled)
+        self.y_labelled = dataset.y_train[self.labelled]
         self.batch_size = config["labelled_batch_size"]
 
     def step(self, model, x, rows, noise):
         pick = noise.integers(0, len(self.labelled), self.batch_size)
+        if self.dynamic:
+            x_labelled = backend.to_device(data.binarize_batch(self.x_labelled[pick], noise))
+        else:
+            x_labelled = self.x_labelled[backend.to_device(pick)]
         eps_labelled = noise.standard_normal((len(pick), model.latent), dtype=np.float32)
         eps_unlabelled = noise.standard_normal((model.classes * len(x), model.latent), dtype=np.float32)
-        pick = backend.to_device(pick)
-        return model.step(self.x_labelled[pick], self.y_labelled[pick], x,
-                          eps_labelled=backend.to_device(eps_labelled),
+        return model.step(x_labelled, self.y_labelled[pick], x, eps_labelled=backend.to_device(eps_labelled),
                           eps_unlabelled=backend.to_device(eps_unlabelled))
 
 

@@ -125,3 +125,23 @@ def test_evaluating_an_m2_checkpoint_reports_its_test_accuracy(tiny_dir, tmp_pat
     capsys.readouterr()
     assert evaluate.main([str(out)]) == 0
     assert f"accuracy of q(y|x) {trained:.2%}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("binarize", ["none", "dynamic"])
+def test_m2_steps_see_labelled_images_drawn_like_the_unlabelled_ones(binarize):
+    dataset = data.tiny_dataset(60, 10, binarize=binarize)
+    config = {"labels": 20, "classes": 10, "seed": 0, "labelled_batch_size": 7, "binarize": binarize}
+    feed = supervision.SemiSupervised(dataset, config)
+    seen = {}
+
+    class Model:
+        latent, classes = 3, 10
+
+        def step(self, x_labelled, y_labelled, x_unlabelled, eps_labelled, eps_unlabelled):
+            seen.update(x=x_labelled, y=y_labelled, eps_u=eps_unlabelled)
+
+    feed.step(Model(), np.zeros((5, 784), np.float32), np.arange(5), np.random.default_rng(0))
+    assert seen["x"].shape == (7, 784) and seen["eps_u"].shape == (50, 3)
+    assert set(np.unique(seen["y"])) <= set(dataset.y_train[feed.labelled])
+    assert (set(np.unique(seen["x"])) <= {0.0, 1.0}) == (binarize == "dynamic")
+    assert len(feed.rows) == 40 and not set(feed.rows) & set(feed.labelled)
