@@ -5,7 +5,7 @@ seeded by the run's seed, the epoch (0 for what is the same at every epoch) and 
 
     weights                 default_rng(seed)                   the initial weights
     ORDER                   default_rng([seed, epoch, 0])       epoch e's shuffle of the training set
-    NOISE                   default_rng([seed, epoch, 1])       epoch e's sampler noise and dynamic binarization
+    NOISE                   default_rng([seed, epoch, 1])       epoch e's noise, binarization, M2's labelled batches
     TEST_NOISE              default_rng([seed, 0, 2])           the sampler noise of every test-loss evaluation
     IMPORTANCE              seeded from (seed, 0, 3)            the importance samples of the log-likelihood
     SAMPLES                 default_rng([seed, 0, 4])           the z of the final samples figure
