@@ -19,8 +19,11 @@ DEFAULT = {
     "latent": 20,
     "activation": "relu",
     "posterior": "logvar",  # 'logvar' or 'sigma'
-    "recon": "bce",  # 'bce' (logits), 'bce-prob' (Keras form), 'mse' (sum of squared errors)
+    "recon": "bce",  # 'bce' (logits), 'bce-prob' (Keras form), 'mse' (sum of squared errors), 'cb' (continuous
+    #                   Bernoulli on logits: a true density for grayscale pixels)
     "beta": 1.0,
+    "objective": "vae",  # 'vae' (the ELBO, averaged over k samples of z) or 'iwae' (the IW bound; see iwae.py)
+    "k": 1,  # samples of z per example in training
     # Weight initialisation (layers.init_weights): None is He before ReLU and LeCun-normal elsewhere.
     # The default setup uses PyTorch's uniform init, as the reference implementation of this model does.
     # Measured on Fashion-MNIST, 10 epochs, seeds 0/1/2: test loss 244.37/244.80/244.29 nats with it, and

@@ -113,3 +113,18 @@ def test_kl_matches_monte_carlo_estimate():
 def test_given_noise_makes_sampling_reproducible():
     mu, logvar, eps = np.ones((2, 3)), np.zeros((2, 3)), np.full((2, 3), 0.5)
     np.testing.assert_array_equal(gaussian.LogvarGaussian().sample(mu, logvar, eps=eps), 1.5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data(), shapes, st.sampled_from(["logvar", "sigma"]))
+def test_log_q_partials_match_finite_differences_with_z_mu_and_scale_each_held_fixed(data, shape, posterior):
+    q = gaussian.POSTERIORS[posterior]()
+    low, high = (-5, 5) if posterior == "logvar" else (0.3, 3)
+    z, mu = (data.draw(arrays(np.float64, shape, elements=st.floats(-3, 3))) for _ in range(2))
+    scale = data.draw(arrays(np.float64, shape, elements=st.floats(low, high)))
+
+    def fn(z, mu, scale):
+        return q.log_q(z, mu, scale), q.log_q_partials(z, mu, scale)
+
+    errors = check_function(fn, [z, mu, scale])
+    assert max(errors) < TOL, errors
