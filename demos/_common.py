@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from minivae import data, evaluate, presets, train
+from minivae import data, metrics, presets, run_figures, training
 from minivae.vae import count_params
 
 QUICK_TRAIN, QUICK_TEST = 256, 128  # --quick: the size of the synthetic dataset
@@ -58,15 +58,15 @@ def load(args, binarize="none"):
 
 def class_names(dataset):
     """Names for the labels in plot legends: Fashion-MNIST's garments; digits (and tiny's classes) as they are."""
-    return evaluate.FASHION_CLASSES if dataset.name == "fashion-mnist" else None
+    return run_figures.class_names(dataset.name)
 
 
 def fit(preset, dataset, args, epochs, out=None, **overrides):
-    """Train the preset's model on `dataset` with minivae.train's loop (train.train), `epochs` epochs.
+    """Train the preset's model on `dataset` with minivae's training loop (training.train), `epochs` epochs.
 
     Prints one line per epoch; metrics.json and checkpoint.npz go to `out` (default args.out), so the run can
     be evaluated (python -m minivae.evaluate OUT) or continued (python -m minivae.train --resume OUT). Returns
-    (model, config, progress): progress.history holds the per-epoch losses, progress.frames the decoded fixed z
+    (model, config, state): state.history holds the per-epoch losses, state.frames the decoded fixed z
     ("samples") and the first 16 test images reconstructed ("reconstructions") after every epoch.
     """
     config = presets.config_for(preset, dataset=dataset.name, seed=args.seed, epochs=epochs, **overrides)
@@ -80,18 +80,18 @@ def fit(preset, dataset, args, epochs, out=None, **overrides):
           f"images", flush=True)
     out = Path(out or args.out)
     out.mkdir(parents=True, exist_ok=True)
-    progress = train.Progress()
-    train.train(model, optimizer, dataset, config, progress, out)
-    seconds = sum(h["seconds"] for h in progress.history)
+    state = training.RunState(data_folder=dataset.folder, dataset_fingerprint=training.fingerprint(dataset))
+    training.train(model, optimizer, dataset, config, state, out)
+    seconds = sum(h["seconds"] for h in state.history)
     print(f"trained in {seconds:.0f} s ({seconds / epochs:.1f} s per epoch, test loss included)")
-    return model, config, progress
+    return model, config, state
 
 
 def final(model, dataset, config, k):
-    """Print and return evaluate.final_results: the test ELBO (at beta = 1), its two terms, and the
+    """Print and return metrics.final_results: the test ELBO (at beta = 1), its terms, and the
     importance-weighted log-likelihood with k samples (0 skips it)."""
-    results = evaluate.final_results(model, dataset.x_test, config["seed"], k)
-    print(evaluate.summary(results, len(dataset.x_test)))
+    results = metrics.final_results(model, dataset.x_test, config["seed"], k)
+    print(metrics.summary(results, len(dataset.x_test), config))
     return results
 
 

@@ -38,7 +38,7 @@ print(f"held out: class {args.holdout} ({names[args.holdout]}), {np.sum(~train_k
       f"{np.sum(~test_keep):,} of the {len(full.x_test):,} test images are the anomalies")
 
 # %% Train on the normal classes only (minivae's training loop; the test loss is on normal test images)
-model, config, progress = _common.fit("keras-2d-rmsprop", normal, args, epochs)
+model, config, state = _common.fit("keras-2d-rmsprop", normal, args, epochs)
 
 # %% Score every test image
 x, anomaly = full.x_test, full.y_test == args.holdout

@@ -22,8 +22,6 @@ Agg backend (no display needed) and closed after saving. Every function takes `f
 image has figsize * dpi pixels (defaults are in quarter inches, so that this is a whole number).
 """
 
-import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,28 +32,13 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from minivae.backend import to_numpy
+from minivae.files import atomic_path
 
 DPI = 100
 IMAGE_SHAPE = (28, 28)
 
 
 # ---------------------------------------------------------------- helpers: files, figures, image tiles
-
-
-@contextmanager
-def _atomic(path):
-    """Yield a temporary file name next to `path` (same extension); rename it onto `path` when all went well."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private (0600); an image is for everyone to read
-        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 @contextmanager
@@ -68,7 +51,8 @@ def _figure(path, figsize, dpi):
     fig = Figure(figsize=figsize, dpi=dpi)
     yield fig
     if path is not None:
-        with _atomic(path) as tmp:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi)
 
 
@@ -363,7 +347,8 @@ def _animate(frames, titles, path, fps, figsize, dpi):
         shown = ax.imshow(frames[0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_axis_off()
         writer = PillowWriter(fps=fps)
-        with _atomic(path) as tmp:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
             with writer.saving(fig, tmp, dpi):
                 for frame, title in zip(frames, titles, strict=True):
                     shown.set_data(frame)

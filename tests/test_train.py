@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from conftest import REPO, SHARED_DATA
 
-from minivae import checkpoint, data, evaluate, presets, train, vae
+from minivae import checkpoint, data, download, evaluate, presets, train, vae
+from minivae import metrics as run_metrics
 
 N_TRAIN, N_TEST, BATCH = 128, 48, 32  # 4 steps per epoch
 STEPS = N_TRAIN // BATCH
@@ -43,9 +44,9 @@ def offline(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("the tests never touch the network")
 
-    monkeypatch.setattr(data, "urlopen", refuse)
-    monkeypatch.setattr(data, "MIRRORS", {"mnist": [], "fashion-mnist": []})
-    monkeypatch.setattr(data, "DEBIAN_DIR", str(tmp_path / "no-debian"))
+    monkeypatch.setattr(download, "urlopen", refuse)
+    monkeypatch.setattr(download, "MIRRORS", {"mnist": [], "fashion-mnist": []})
+    monkeypatch.setattr(download, "DEBIAN_DIR", str(tmp_path / "no-debian"))
     monkeypatch.delenv("MINIVAE_DATA_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -115,7 +116,8 @@ def test_run_writes_metrics_checkpoint_and_figures(tiny_dir, tmp_path):
     for h in m["history"]:
         assert set(h) == {"epoch", "train", "test", "seconds"}
         assert set(h["train"]) == set(h["test"]) == {"loss", "recon", "kl"}
-    assert set(m["final"]) == {"test_elbo", "test_recon", "test_kl", "test_log_likelihood", "eval_samples"}
+    assert set(m["final"]) == {"test_elbo", "test_recon", "test_recon_constant", "test_kl", "test_log_likelihood",
+                              "eval_samples"}
     assert m["final"]["test_log_likelihood"] >= m["final"]["test_elbo"] - 5  # a bound, tighter on average
     assert checkpoint.load(out).epoch == 2
     assert FIGURES <= set(os.listdir(out))
@@ -265,7 +267,7 @@ def test_offline_without_arguments_is_one_line_exit_2(tmp_path, monkeypatch, cap
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setattr(data, "MIRRORS", {"mnist": [f"http://127.0.0.1:{port}/"], "fashion-mnist": []})
+    monkeypatch.setattr(download, "MIRRORS", {"mnist": [f"http://127.0.0.1:{port}/"], "fashion-mnist": []})
     monkeypatch.chdir(tmp_path)
     assert train.main([]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -324,6 +326,6 @@ def test_real_fashion_mnist_learns_in_two_hundred_steps(tmp_path):
 
 
 def test_default_importance_samples_are_fewer_for_the_slow_convnet():
-    assert evaluate.eval_samples_for(presets.config_for("default")) == 100
-    assert evaluate.eval_samples_for(presets.config_for("keras-conv-2d")) == 10
-    assert evaluate.eval_samples_for(presets.config_for("keras-conv-2d"), asked=50) == 50
+    assert run_metrics.eval_samples_for(presets.config_for("default")) == 100
+    assert run_metrics.eval_samples_for(presets.config_for("keras-conv-2d")) == 10
+    assert run_metrics.eval_samples_for(presets.config_for("keras-conv-2d"), asked=50) == 50

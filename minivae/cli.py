@@ -1,0 +1,77 @@
+"""What every command shares: option types that refuse bad values, the --device option, and one-line errors.
+
+A user's mistake (a bad option, missing data, a damaged checkpoint, no GPU) must end a command with one line
+`error: ...` on stderr and exit code 2, never a traceback. `run(command, args)` is that rule, written once:
+each command's main() parses its options and hands the rest to it.
+"""
+
+import argparse
+import math
+import sys
+
+from minivae import backend
+from minivae.files import one_line
+
+
+class UsageError(Exception):
+    """A mistake in how a command was called (the message is one line saying what to do)."""
+
+
+def _number(kind, low, low_ok, what):
+    """An argparse type: `kind(text)`, checked to be > low (or >= low when low_ok), and finite."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if not (value >= low if low_ok else value > low):
+            raise argparse.ArgumentTypeError(f"must be {'at least' if low_ok else 'more than'} {low}, got {text}")
+        return value
+    return parse
+
+
+positive_int = _number(int, 0, False, "a whole number")
+non_negative_int = _number(int, 0, True, "a whole number")
+positive_float = _number(float, 0.0, False, "a number")
+non_negative_float = _number(float, 0.0, True, "a number")
+
+
+def fraction(text):
+    """An argparse type: a number in [0, 1)."""
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction below 1, got {text}")
+    return value
+
+
+def add_device_option(parser):
+    parser.add_argument("--device", choices=("cpu", "gpu"),
+                        help="gpu runs on CuPy (default: as MINIVAE_BACKEND says, else cpu)")
+
+
+def user_errors():
+    """The exceptions that mean 'the user must fix something', each with a one-line message."""
+    from minivae import checkpoint, data  # here, not at the top: data and checkpoint import this module's friends
+
+    return (UsageError, data.DataError, checkpoint.CheckpointError, backend.BackendError)
+
+
+def run(command, args):
+    """Call command(args) and return its exit code; a user's mistake becomes `error: ...` and exit 2, and an
+    OSError (a folder that cannot be written, a full disk) one line naming the file, also exit 2."""
+    try:
+        return command(args)
+    except user_errors() as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; try a smaller --batch-size or model", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before any work worth saving (loading data, say)
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
