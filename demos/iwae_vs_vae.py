@@ -26,11 +26,12 @@ import _common
 import numpy as np
 from matplotlib.figure import Figure
 
-from minivae import backend, data, iwae, presets, seeds
+from minivae import backend, cli, metrics
 
 parser = _common.parser("iwae_vs_vae", __doc__)
-parser.add_argument("--k", type=int, default=5, help="samples of z per image in training (default 5)")
-parser.add_argument("--eval-k", type=int, help="importance samples for the test log-likelihood (default 1000)")
+parser.add_argument("--k", type=cli.positive_int, default=5, help="samples of z per image in training (default 5)")
+parser.add_argument("--eval-k", type=cli.positive_int,
+                    help="importance samples for the test log-likelihood (default 1000)")
 args = _common.parse(parser)
 epochs = 100 if args.full else 2 if args.quick else 10
 eval_k = args.eval_k or (50 if args.quick else 1000)
@@ -39,49 +40,25 @@ x_test = dataset.x_test  # binarized once, with a fixed seed
 RUNS = [("VAE", "vae", args.k), ("IWAE", "iwae", args.k)]
 
 
-# %% Training: the K-sample objectives, one step per batch
-# minivae.train's loop draws one eps (B, L) per step; here each step draws K of them, eps (K, B, L), and
+# %% Training and evaluation
+# minivae's training loop with --objective and --k (training.take_step): each step draws eps (K, B, L), and
 # iwae.step encodes the batch once and decodes all K*B samples of z together.
-def fit(objective, k):
-    config = presets.config_for("default", dataset=dataset.name, binarize="dynamic", seed=args.seed,
-                                epochs=epochs, objective=objective, k=k)
-    model, started = presets.build_model(config), time.perf_counter()
-    optimizer = presets.build_optimizer(config, model)
-    for epoch in range(1, epochs + 1):
-        order, noise = seeds.generator(args.seed, seeds.ORDER, epoch), seeds.generator(args.seed, seeds.NOISE, epoch)
-        total = 0.0
-        for idx in data.batches(len(dataset.x_train), config["batch_size"], order):
-            x = backend.to_device(data.binarize_batch(dataset.x_train[idx], noise))  # a fresh binary draw
-            eps = backend.to_device(noise.standard_normal((k, len(idx), model.latent), dtype=np.float32))
-            total += iwae.step(model, x, objective, eps=eps).loss * len(idx)
-            optimizer.step(model.grads)
-        if epoch in (1, epochs) or epoch % 10 == 0:
-            print(f"  epoch {epoch:>3}/{epochs}  train -{objective.upper()}_{k} {total / len(dataset.x_train):.2f}"
-                  f"  ({time.perf_counter() - started:.0f} s)", flush=True)
-    return model
-
-
-# %% Evaluation: log-likelihood and active units on the test set
-def evaluate(model, batch=500):
-    rng = seeds.device_generator(args.seed, seeds.IMPORTANCE)  # every model sees the same importance draws
-    ll, means = 0.0, []
-    for start in range(0, len(x_test), batch):
-        x = backend.to_device(x_test[start:start + batch])
-        ll += float(model.log_likelihood(x, k=eval_k, rng=rng).sum())
-        means.append(backend.to_numpy(model.encode(x)[0]))
-    activity = np.concatenate(means).var(axis=0)  # A_u = Var_x(E_q[u|x]), (L,)
-    return ll / len(x_test), activity
+def evaluate(model, config):
+    """The test log-likelihood (every model sees the same importance draws) and each unit's A_u."""
+    started = time.perf_counter()
+    ll = metrics.mean_log_likelihood(model, x_test, eval_k, config["seed"])
+    means = np.concatenate([backend.to_numpy(model.encode(backend.to_device(x_test[i:i + 1000]))[0])
+                            for i in range(0, len(x_test), 1000)])
+    print(f"test log-likelihood (K = {eval_k}) {ll:.2f} nats ({time.perf_counter() - started:.0f} s)", flush=True)
+    return ll, means.var(axis=0)  # A_u = Var_x(E_q[u|x]), (L,)
 
 
 results = {}
 for name, objective, k in RUNS:
-    print(f"\n{name}, K = {k}: 784-400-20, Adam 1e-3, batch 128, {epochs} epochs of {len(dataset.x_train):,} "
-          f"dynamically binarized {dataset.name} images", flush=True)
-    model = fit(objective, k)
-    started = time.perf_counter()
-    results[f"{name} K={k}"] = evaluate(model)
-    print(f"  test log-likelihood (K = {eval_k}) {results[f'{name} K={k}'][0]:.2f} nats "
-          f"({time.perf_counter() - started:.0f} s)", flush=True)
+    print(f"\n{name}, K = {k}, on dynamically binarized {dataset.name}:")
+    model, config, _ = _common.fit("default", dataset, args, epochs, out=args.out / f"{objective}-k{k}",
+                                   binarize="dynamic", objective=objective, k=k)
+    results[f"{name} K={k}"] = evaluate(model, config)
 
 # %% The table
 print(f"\n{'':12s} {'test log p(x)':>14s} {'active units':>13s}    ({epochs} epochs; log p(x) by importance "

@@ -18,7 +18,7 @@ def evaluate_checkpoint(path, data_dir=None, eval_samples=None):
     """Load a checkpoint and its test set, print and return metrics.final_results. Errors are one-line
     exceptions (CheckpointError, DataError)."""
     ckpt = checkpoint.load(path)
-    config = ckpt.config
+    config = presets.complete(ckpt.config)
     model = presets.build_model(config)
     checkpoint.restore(model, None, ckpt)
     dataset = data.load(config["dataset"], data_dir or recorded_data_folder(ckpt), binarize=config["binarize"],

@@ -90,6 +90,19 @@ def config_for(preset="default", **overrides):
     return config
 
 
+def complete(config):
+    """A config saved before some key existed (an older checkpoint), with that key's default: such a run
+    trained the way the default says (objective 'vae', k 1)."""
+    return {key: copy.deepcopy(value) for key, value in DEFAULT.items() if key not in config} | dict(config)
+
+
+def check_objective(config):
+    """Raise ValueError (one line) if the config's objective and k cannot train its model (iwae.check)."""
+    from minivae import iwae
+
+    iwae.check(config["objective"], config["k"], config["beta"])
+
+
 def build_model(config, rng=None, dtype="float32"):
     """The VAE a config describes, with fresh weights drawn from rng (default: the config's seed, so the same
     config always gives the same initial weights; see seeds.py)."""

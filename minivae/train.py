@@ -30,6 +30,7 @@ from pathlib import Path
 from minivae import backend, checkpoint, cli, data, files, metrics, presets, run_figures, training
 from minivae.cli import UsageError
 from minivae.gaussian import POSTERIORS
+from minivae.iwae import OBJECTIVES
 from minivae.layers import ACTIVATIONS
 from minivae.losses import RECONSTRUCTIONS
 from minivae.optim import OPTIMIZERS
@@ -37,7 +38,7 @@ from minivae.vae import count_params
 
 # Options that are part of the config (None when not given, so that the preset's value wins).
 CONFIG_OPTIONS = ("dataset", "hidden", "latent", "activation", "optimizer", "lr", "batch_size", "beta",
-                  "binarize", "recon", "posterior", "seed", "validation", "epochs")
+                  "binarize", "recon", "posterior", "seed", "validation", "epochs", "objective", "k")
 MLP_ONLY = ("hidden", "activation")  # options the convnet has no use for
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -67,6 +68,11 @@ def build_parser():
     p.add_argument("--recon", choices=tuple(RECONSTRUCTIONS), help=f"reconstruction loss (default {default['recon']})")
     p.add_argument("--posterior", choices=tuple(POSTERIORS),
                    help=f"what the encoder's second head outputs (default {default['posterior']})")
+    p.add_argument("--objective", choices=OBJECTIVES,
+                   help="vae: the ELBO (averaged over --k samples of z); iwae: the importance-weighted bound with "
+                        f"--k samples (iwae.py; default {default['objective']})")
+    p.add_argument("--k", type=cli.positive_int, metavar="K",
+                   help=f"samples of z per image in each training step (default {default['k']})")
     p.add_argument("--seed", type=cli.non_negative_int, help=f"default {default['seed']}")
     p.add_argument("--validation", type=cli.fraction, metavar="FRACTION",
                    help="hold out this part of the training set (default 0)")
@@ -89,8 +95,12 @@ def run_config(args, ckpt):
         if unused:
             raise UsageError(f"--{unused[0]} is for MLP models; the {config['preset']} preset builds a convnet "
                              f"(its layers are fixed: see minivae/convvae.py)")
+        try:
+            presets.check_objective(config)
+        except ValueError as err:
+            raise UsageError(f"--objective {config['objective']}: {err}") from None
         return config
-    config = dict(ckpt.config)
+    config = presets.complete(ckpt.config)  # a checkpoint from before a config key existed: its default
     asked = {"preset": args.preset} if args.preset is not None else {}
     for name, value in (asked | given).items():
         if name != "epochs" and config.get(name) != value:

@@ -6,7 +6,8 @@ One epoch, as the loop below runs it:
     for idx in the training set cut into shuffled batches:
         x = x_train[idx]                      (a fresh binary draw of each image with dynamic binarization)
         eps = noise.standard_normal(...)      (drawn on the host, so CPU and GPU runs see the same numbers)
-        loss = model.step(x, eps=eps)         forward and backward: fills model.grads
+        loss = model.step(x, eps=eps)         forward and backward: fills model.grads (iwae.step for the
+                                              K-sample objectives: take_step below)
         optimizer.step(model.grads)           updates model.params in place
     test loss, one printed line, checkpoint.npz, then metrics.json
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from minivae import backend, checkpoint, data, metrics, run_figures, seeds
+from minivae import backend, checkpoint, data, iwae, metrics, run_figures, seeds
 from minivae.files import atomic_file
 
 METRICS = "metrics.json"
@@ -148,8 +149,7 @@ def train(model, optimizer, dataset, config, state, out):
                         x = backend.to_device(data.binarize_batch(x_train[idx], noise))
                     else:
                         x = x_train[backend.to_device(idx)]
-                    eps = backend.to_device(noise.standard_normal((len(idx), model.latent), dtype=np.float32))
-                    loss = model.step(x, eps=eps)
+                    loss = take_step(model, x, config, noise)
                     if not math.isfinite(loss.loss):
                         raise Diverged(f"the training loss became {loss.loss} at epoch {epoch}, "
                                        f"step {state.step + 1}")
@@ -170,6 +170,20 @@ def train(model, optimizer, dataset, config, state, out):
             raise KeyboardInterrupt
 
 
+def take_step(model, x, config, noise):
+    """Forward and backward on the batch x with noise from `noise`: fills model.grads, returns the vae.Loss.
+
+    The plain VAE (objective 'vae', k 1) draws eps (B, L) for model.step; the K-sample objectives draw
+    eps (K, B, L) for iwae.step (the K-sample ELBO, or the importance-weighted bound: see iwae.py).
+    """
+    objective, k = config["objective"], config["k"]
+    if objective == "vae" and k == 1:
+        eps = backend.to_device(noise.standard_normal((len(x), model.latent), dtype=np.float32))
+        return model.step(x, eps=eps)
+    eps = backend.to_device(noise.standard_normal((k, len(x), model.latent), dtype=np.float32))
+    return iwae.step(model, x, objective, eps=eps)
+
+
 def finish_epoch(model, optimizer, dataset, config, state, epoch, started, out):
     """Close an epoch: its test (and validation) loss, the progress-GIF frames, a printed line, then
     checkpoint.npz and metrics.json, in that order."""
@@ -188,10 +202,13 @@ def finish_epoch(model, optimizer, dataset, config, state, epoch, started, out):
 
 
 def epoch_line(record, config):
-    """One epoch in one line: the losses as the sums they are (beta shown when it is not 1)."""
+    """One epoch in one line: the losses as the sums they are (beta shown when it is not 1). The test loss is
+    always the single-sample -ELBO; a K-sample objective's training loss says which objective it is."""
     test, beta = record["test"], config["beta"]
     kl = f"KL {test['kl']:.2f}" if beta == 1 else f"{beta:g} x KL {test['kl']:.2f}"
-    line = (f"epoch {record['epoch']:>3}/{config['epochs']}  train {record['train']['loss']:.2f}  "
+    objective, k = config["objective"], config["k"]
+    trained = "" if objective == "vae" and k == 1 else f" (-{objective.upper()}, K={k})"  # not the test's ELBO
+    line = (f"epoch {record['epoch']:>3}/{config['epochs']}  train {record['train']['loss']:.2f}{trained}  "
             f"test {test['loss']:.2f} (recon {test['recon']:.2f} + {kl})")
     if "val" in record:
         line += f"  val {record['val']['loss']:.2f}"

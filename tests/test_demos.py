@@ -41,9 +41,14 @@ CASES = {
         [rf"-ELBO \(recon \+ KL\) +{NUMBER}", rf"importance-weighted, K=10 +{NUMBER}",
          rf"total ink of the image +{NUMBER}", r"<- held out"],
         ["score_extremes.png"]),
+    "continuous_bernoulli.py": (
+        [rf"not a density\) +{NUMBER}", rf"decoder normalised \(a density\) +{NUMBER}",
+         rf"continuous Bernoulli model \(a density\) +{NUMBER}", r"the log-likelihood is not a log-density",
+         rf"continuous Bernoulli: E\[x\] +mean squared error {NUMBER}"],
+        ["reconstructions.png"]),
     "iwae_vs_vae.py": (
         [rf"VAE K=5 +{NUMBER} +\d+ of 20", rf"IWAE K=5 +{NUMBER} +\d+ of 20",
-         r"train -IWAE_5", r"VAE -86.47, IWAE -85.54"],
+         rf"train {NUMBER} \(-IWAE, K=5\)", r"VAE -86.47, IWAE -85.54"],
         ["active_units.png"]),
     "vae_vs_autoencoder.py": (
         [rf"autoencoder epoch +3/3  train {NUMBER}  test {NUMBER}", rf"autoencoder {NUMBER}, VAE {NUMBER}",

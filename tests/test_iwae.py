@@ -175,3 +175,23 @@ def test_bad_objectives_and_sample_counts_are_one_line_errors():
 
 def test_k_sample_gradients_match_on_cupy(gpu):
     assert max(iwae.check_gradients("iwae", 3).values()) < TOL
+
+
+def test_iwae_gradients_pass_through_the_convnet_decoder_on_k_times_b_rows():
+    from minivae.convvae import conv_vae
+
+    rng = np.random.default_rng(0)
+    model = conv_vae(latent=2, recon="cb", channels=(2, 2, 2, 2), dense=3, image_shape=(6, 6), rng=rng,
+                     dtype="float64")
+    for name, param in model.params.items():  # off the ReLU kinks that zero biases sit on
+        if name.endswith(".b"):
+            param += rng.uniform(0.05, 0.2, param.shape)
+    x, eps = rng.uniform(0, 1, (3, 36)), rng.standard_normal((2, 3, 2))
+    iwae.step(model, x, "iwae", eps=eps)
+    analytic = grads_of(model)
+
+    def loss():
+        return float(iwae.per_example_losses(model, x, "iwae", eps=eps).mean())
+
+    for name, param in model.params.items():
+        assert compare(analytic[name], loss, param) < TOL, name

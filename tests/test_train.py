@@ -135,7 +135,8 @@ def test_each_epoch_prints_one_line_and_the_end_a_summary(tiny_dir, tmp_path, ca
     epoch_lines = [line for line in lines if line.startswith("epoch")]
     assert len(epoch_lines) == 2
     assert re.match(r"epoch +2/2 +train [\d.]+ +test [\d.]+ \(recon [\d.]+ \+ KL [\d.]+\) +[\d.]+ s", epoch_lines[1])
-    assert "ELBO" in lines[-1] and "log-likelihood" in lines[-1]
+    assert "ELBO" in lines[-2] and "log-likelihood" in lines[-2]
+    assert lines[-1].startswith("  the log-likelihood is ")  # what it is: a density of the images, or not
 
 
 def test_default_out_is_a_new_folder_under_runs_every_time(tiny_dir, tmp_path, monkeypatch):
@@ -277,8 +278,48 @@ def test_offline_without_arguments_is_one_line_exit_2(tmp_path, monkeypatch, cap
     assert not (tmp_path / "runs").exists()  # a run that cannot start leaves no folder behind
 
 
+def test_an_iwae_run_records_its_objective_and_resumes_to_the_numbers_of_an_uninterrupted_run(tiny_dir, tmp_path,
+                                                                                             capsys):
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert train.main(args(tiny_dir, whole, "--objective", "iwae", "--k", "3", epochs=2)) == 0
+    assert re.search(r"epoch +2/2 +train [\d.]+ \(-IWAE, K=3\) +test", capsys.readouterr().out)
+    assert metrics(whole)["config"]["objective"] == "iwae" and checkpoint.load(whole).config["k"] == 3
+    assert train.main(args(tiny_dir, part, "--objective", "iwae", "--k", "3", epochs=1)) == 0
+    assert train.main(["--resume", str(part), "--epochs", "2", "--data-dir", str(tiny_dir), "--eval-samples", "3",
+                       "--no-plots"]) == 0
+    assert_same(numbers(part), numbers(whole))
+
+
+def test_a_k_sample_run_differs_from_the_single_sample_one(tiny_dir, tmp_path):
+    assert train.main(args(tiny_dir, tmp_path / "k1", epochs=1)) == 0
+    assert train.main(args(tiny_dir, tmp_path / "k2", "--k", "2", epochs=1)) == 0
+    assert metrics(tmp_path / "k1")["history"] != metrics(tmp_path / "k2")["history"]
+
+
+def test_iwae_with_a_kl_weight_is_one_line_exit_2(tiny_dir, tmp_path, capsys):
+    assert train.main(args(tiny_dir, tmp_path / "run", "--objective", "iwae", "--beta", "0.5")) == 2
+    err = capsys.readouterr().err
+    assert one_error_line(err) and err.startswith("error: --objective iwae: the IWAE bound has no KL weight")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_with_another_objective_is_one_line_exit_2(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(args(tiny_dir, out, epochs=1)) == 0
+    capsys.readouterr()
+    assert train.main(["--resume", str(out), "--objective", "iwae", "--data-dir", str(tiny_dir)]) == 2
+    err = capsys.readouterr().err
+    assert one_error_line(err) and "--objective iwae conflicts with the checkpoint's vae" in err
+
+
+def test_a_config_saved_before_objective_existed_trains_the_plain_vae():
+    old = {key: value for key, value in presets.config_for().items() if key not in ("objective", "k")}
+    assert presets.complete(old) == presets.config_for()
+
+
 @pytest.mark.parametrize("bad", [["--lr", "-1"], ["--lr", "nan"], ["--batch-size", "0"], ["--dataset", "cifar"],
-                                 ["--hidden", "0"], ["--latent", "-2"], ["--validation", "1"], ["--epochs", "x"]])
+                                 ["--hidden", "0"], ["--latent", "-2"], ["--validation", "1"], ["--epochs", "x"],
+                                 ["--k", "0"], ["--objective", "elbo"]])
 def test_invalid_options_are_argparse_errors(bad, capsys):
     with pytest.raises(SystemExit) as exit_:
         train.main(bad)
@@ -297,6 +338,7 @@ def test_evaluate_command_prints_the_final_numbers_of_the_run(tiny_dir, tmp_path
     printed = capsys.readouterr().out
     assert f"ELBO {final['test_elbo']:.2f}" in printed
     assert f"log-likelihood >= {final['test_log_likelihood']:.2f}" in printed
+    assert "the log-likelihood is not a log-density" in printed  # a Bernoulli on grayscale pixels
 
 
 def test_eval_only_evaluates_the_checkpoint_without_training(tiny_dir, tmp_path, capsys):

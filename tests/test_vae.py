@@ -23,7 +23,7 @@ def batch(rng, n=5, dim=9):
 
 
 @settings(max_examples=12, deadline=None)
-@given(recon=st.sampled_from(["bce", "bce-prob", "mse"]), posterior=st.sampled_from(["logvar", "sigma"]),
+@given(recon=st.sampled_from(["bce", "bce-prob", "mse", "cb"]), posterior=st.sampled_from(["logvar", "sigma"]),
        activation=st.sampled_from(["relu", "tanh", "sigmoid"]), beta=st.sampled_from([0.0, 0.5, 1.0, 4.0]),
        hidden=st.lists(st.integers(2, 6), min_size=1, max_size=2), seed=st.integers(0, 1000))
 def test_elbo_gradient_matches_finite_differences_for_every_parameter(recon, posterior, activation, beta, hidden,
