@@ -35,6 +35,8 @@ z at once, (K, B, L) reshaped to (K*B, L): the K-sample objectives cost about K 
 Shapes: x (B, D) (or (B, ...) for the convnet); eps (K, B, L); log-weights and nll (K, B); losses (B,).
 """
 
+import math
+
 from minivae import backend
 from minivae.gaussian import log_prior
 from minivae.vae import Loss
@@ -86,7 +88,7 @@ def _normalised(log_w):
     top = log_w.max(axis=0)
     w = xp.exp(log_w - top)  # each <= 1, the largest exactly 1: no overflow, and the sum is >= 1
     total = w.sum(axis=0)
-    return -(top + xp.log(total) - xp.log(float(len(log_w)))), w / total
+    return -(top + xp.log(total) - math.log(len(log_w))), w / total
 
 
 def per_example_losses(model, x, objective="iwae", k=1, eps=None, rng=None):
