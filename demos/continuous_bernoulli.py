@@ -73,7 +73,7 @@ rows = {"test images": x10,
         "continuous Bernoulli: lam (not its mean)": sigmoid(logits)}
 rows = {name: backend.to_numpy(images) for name, images in rows.items()}
 for name, images in list(rows.items())[1:]:
-    print(f"{name:42s} mean squared error {np.mean((images - x10) ** 2):.4f} per pixel")
+    print(f"{name:42s} mean squared error {np.mean((images - x10) ** 2):.4f} per pixel (these 10 images)")
 path = plots.image_grid(np.concatenate(list(rows.values())), args.out / "reconstructions.png",
                         title="Rows: " + "; ".join(rows), figsize=(10.0, 3.0))
 _common.wrote(path)
