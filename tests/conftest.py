@@ -7,10 +7,10 @@ exercise array code run (BACKEND_SENSITIVE); tests marked `numpy_only` (about Nu
 point warnings) are skipped.
 """
 
+import fake_cupy
 import numpy as np
 import pytest
 
-import fake_cupy
 from minivae import backend
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]

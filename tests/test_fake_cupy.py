@@ -3,10 +3,10 @@
 They test the fake itself, so they run the same under either --backend.
 """
 
+import fake_cupy as cp
 import numpy as np
 import pytest
 
-import fake_cupy as cp
 from minivae import backend, layers
 
 IMPLICIT = "Implicit conversion to a NumPy array is not allowed"
