@@ -20,9 +20,13 @@ CuPy lets `np.exp(a)` and `np.sum(a)` through to its own functions (NEP 13/18) a
 The namespace is NumPy's, wrapped: `exp`, `zeros`, `einsum`, ... are NumPy's functions applied to the arrays
 inside, with `out=` honoured, and every NumPy array they return wrapped again. Only `asarray` and `array` take
 host data (that is CuPy's host-to-device copy).
+
+`python tests/fake_cupy.py minivae.gradcheck --device gpu` runs a minivae command on the fake.
 """
 
 import numbers
+import runpy
+import sys
 import types
 
 import numpy as np
@@ -265,3 +269,12 @@ class Generator:
 
 
 random = types.SimpleNamespace(default_rng=Generator, Generator=Generator)
+
+
+if __name__ == "__main__":  # python tests/fake_cupy.py MODULE [ARGS...]: run a minivae command on this fake CuPy
+    from minivae import backend
+
+    fake = sys.modules[__name__]  # taken now: run_module puts the command in __main__'s place
+    backend.import_cupy = lambda: fake
+    sys.argv = sys.argv[1:]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
