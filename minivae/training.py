@@ -82,8 +82,10 @@ class RunState:
     @classmethod
     def from_checkpoint(cls, ckpt):
         extra = ckpt.extra
+        # Checkpoints of minivae 0.1 kept the totals as a list [loss, recon, kl, examples] under "sums".
+        totals = extra.get("totals") or dict(zip(("loss", "recon", "kl", "examples"), extra.get("sums", ())))
         frames = {name: list(ckpt.arrays.get(f"frames_{name}", [])) for name in ("samples", "reconstructions")}
-        return cls(epoch=ckpt.epoch, step=ckpt.step, totals=Totals(**extra.get("totals", {})),
+        return cls(epoch=ckpt.epoch, step=ckpt.step, totals=Totals(**totals),
                    noise_state=ckpt.rng_state, seconds=extra.get("seconds", 0.0), history=ckpt.history,
                    frames=frames, data_folder=extra.get("data_folder"),
                    dataset_fingerprint=extra.get("dataset"), saved=describe(ckpt.epoch, ckpt.step))

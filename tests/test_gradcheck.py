@@ -4,21 +4,24 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from minivae import gradcheck, layers
+from minivae import backend, gradcheck, layers
+
+on_device, on_host = backend.to_device, backend.to_numpy
 
 
 def test_numerical_gradient_of_a_known_function():
-    x = np.array([0.3, -1.2, 2.0])
+    x = on_device(np.array([0.3, -1.2, 2.0]))
     grad = gradcheck.numerical_grad(lambda: float((x**3).sum()), x)
-    np.testing.assert_allclose(grad, 3 * x**2, rtol=1e-8)
+    np.testing.assert_allclose(on_host(grad), 3 * on_host(x) ** 2, rtol=1e-8)
 
 
 def test_numerical_gradient_leaves_its_input_unchanged():
-    x = np.array([0.3, -1.2, 2.0])
-    before = x.copy()
-    gradcheck.numerical_grad(lambda: float(np.sin(x).sum()), x)
-    np.testing.assert_array_equal(x, before)
+    x = on_device(np.array([0.3, -1.2, 2.0]))
+    before = on_host(x).copy()
+    gradcheck.numerical_grad(lambda: float(backend.xp.sin(x).sum()), x)
+    np.testing.assert_array_equal(on_host(x), before)
 
 
 def test_relative_error_is_zero_for_equal_and_one_for_opposite_gradients():
@@ -36,7 +39,7 @@ def test_a_one_percent_error_is_caught():
     def wrong(x):
         return (x**2).sum(), (2.02 * x,)
 
-    assert gradcheck.check_function(wrong, [np.array([0.5, -1.0, 2.0])])[0] > 1e-3
+    assert gradcheck.check_function(wrong, [on_device(np.array([0.5, -1.0, 2.0]))])[0] > 1e-3
 
 
 def test_a_missing_term_is_caught():
@@ -50,9 +53,10 @@ def test_a_missing_term_is_caught():
 
     broken = NoBiasGradient(3, 2, dtype="float64")
     broken.params["W"][...] = dense.params["W"]
-    assert gradcheck.check_layer(broken, np.ones((2, 3)))["b"] == 1.0
+    assert gradcheck.check_layer(broken, backend.xp.ones((2, 3)))["b"] == 1.0
 
 
+@pytest.mark.numpy_only  # a fresh process starts on NumPy (`python tests/fake_cupy.py minivae.gradcheck`: the fake)
 def test_command_prints_a_table_and_exits_zero_when_every_gradient_matches():
     out = subprocess.run([sys.executable, "-m", "minivae.gradcheck"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
