@@ -1,70 +1,14 @@
-"""Tests of minivae.conv: forward against slow direct loops, backward against finite differences, the adjoint
-relation between Conv2D and ConvTranspose2D, and the shapes the 003 tutorial's convolutional VAE relies on."""
-
-import itertools
+"""Tests of minivae.conv: forward against the definitions as plain loops (conv2d_reference and
+conv_transpose2d_reference), backward against finite differences, the adjoint relation between Conv2D and
+ConvTranspose2D, and the shapes the 003 tutorial's convolutional VAE relies on."""
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
+from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape, conv2d_reference, conv_transpose2d_reference
 from minivae.gradcheck import TOLERANCE, check_layer
-
-# ---- slow references, straight from the definitions ------------------------------------------------------------
-
-
-def keras_same_pads(size, kernel, stride):
-    """Keras/TensorFlow 'same': out = ceil(size / stride); the total padding is split, odd pixel after."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2
-
-
-def reference_conv2d(x, W, b, stride, padding):
-    """out[n, o, y, x] = b[o] + sum_{c,i,j} x[n, c, y*sh + i - top, x*sw + j - left] W[o, c, i, j]."""
-    batch, channels, height, width = x.shape
-    out_channels, _, kh, kw = W.shape
-    sh, sw = stride
-    if padding == "same":
-        top, left = keras_same_pads(height, kh, sh), keras_same_pads(width, kw, sw)
-        out_h, out_w = -(-height // sh), -(-width // sw)
-    else:
-        top, left = padding
-        out_h, out_w = (height + 2 * top - kh) // sh + 1, (width + 2 * left - kw) // sw + 1
-    out = np.zeros((batch, out_channels, out_h, out_w))
-    for n, o, y, x_ in itertools.product(range(batch), range(out_channels), range(out_h), range(out_w)):
-        total = b[o]
-        for c, i, j in itertools.product(range(channels), range(kh), range(kw)):
-            row, col = y * sh + i - top, x_ * sw + j - left
-            if 0 <= row < height and 0 <= col < width:
-                total += x[n, c, row, col] * W[o, c, i, j]
-        out[n, o, y, x_] = total
-    return out
-
-
-def reference_conv_transpose2d(x, W, b, stride, padding, output_padding):
-    """Every input pixel scatters its value times the kernel: out[n, :, y*sh + i - top, x*sw + j - left] +=
-    x[n, c, y, x] W[c, :, i, j], keeping the landing spots inside the output."""
-    batch, channels, height, width = x.shape
-    _, out_channels, kh, kw = W.shape
-    sh, sw = stride
-    if padding == "same":  # TensorFlow's conv2d_transpose with SAME: out = in*stride
-        out_h, out_w = height * sh, width * sw
-        top, left = max(kh - sh, 0) // 2, max(kw - sw, 0) // 2
-    else:
-        top, left = padding
-        out_h = (height - 1) * sh - 2 * top + kh + output_padding[0]
-        out_w = (width - 1) * sw - 2 * left + kw + output_padding[1]
-    out = np.zeros((batch, out_channels, out_h, out_w)) + b[None, :, None, None]
-    for n, c, y, x_, i, j in itertools.product(
-        range(batch), range(channels), range(height), range(width), range(kh), range(kw)
-    ):
-        row, col = y * sh + i - top, x_ * sw + j - left
-        if 0 <= row < out_h and 0 <= col < out_w:
-            out[n, :, row, col] += x[n, c, y, x_] * W[c, :, i, j]
-    return out
-
 
 # ---- hypothesis strategies ------------------------------------------------------------------------------------
 
@@ -129,7 +73,7 @@ def test_conv2d_forward_matches_direct_loops(case, seed):
     args, shape = case
     layer = build(Conv2D, args, shape[1], seed)
     x = random_input(shape, seed)
-    expected = reference_conv2d(x, layer.params["W"], layer.params["b"], args["stride"], args["padding"])
+    expected = conv2d_reference(x, layer.params["W"], layer.params["b"], args["stride"], args["padding"])
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-12)
 
 
@@ -139,7 +83,7 @@ def test_conv_transpose2d_forward_matches_direct_loops(case, seed):
     args, shape = case
     layer = build(ConvTranspose2D, args, shape[1], seed)
     x = random_input(shape, seed)
-    expected = reference_conv_transpose2d(
+    expected = conv_transpose2d_reference(
         x, layer.params["W"], layer.params["b"], args["stride"], args["padding"], args["output_padding"]
     )
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-12)
@@ -151,6 +95,16 @@ def test_same_padding_puts_the_odd_pixel_on_the_bottom_right():
     layer.params["W"][...] = 1.0
     x = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
     np.testing.assert_array_equal(layer.forward(x)[0, 0], [[10.0, 6.0], [7.0, 4.0]])
+
+
+def test_the_references_compute_a_small_case_by_hand():
+    x = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
+    ones, bias = np.ones((1, 1, 2, 2)), np.array([0.5])
+    # each output pixel sums the window below and right of it (the padding goes after), plus the bias
+    np.testing.assert_array_equal(conv2d_reference(x, ones, bias, 1, "same")[0, 0], [[10.5, 6.5], [7.5, 4.5]])
+    # stride 2, no padding: each input pixel stamps the kernel times itself onto its own 2x2 block
+    stamped = conv_transpose2d_reference(x, ones, bias, 2, 0)[0, 0]
+    np.testing.assert_array_equal(stamped, np.kron(x[0, 0], np.ones((2, 2))) + 0.5)
 
 
 def test_valid_padding_means_no_padding():
