@@ -22,10 +22,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # The test modules that run under --backend fake-cupy: the ones that compute with arrays. The others (plots,
 # data files, the command lines, demos) handle NumPy data on the host whatever the backend.
 BACKEND_SENSITIVE = {"test_backend.py", "test_layers.py", "test_losses.py", "test_gaussian.py", "test_vae.py",
-                     "test_optim.py", "test_gradcheck.py", "test_train.py", "test_checkpoint.py", "test_fake_cupy.py"}
-# Modules whose tests still feed NumPy arrays to the layers: under fake-cupy only their `gpu` tests run (the conv
-# layers' gradients, the convnet's gradient and one step against NumPy's). The gradient checker covers the rest.
-GPU_TESTS_ONLY = {"test_conv.py", "test_conv_vae.py"}
+                     "test_optim.py", "test_gradcheck.py", "test_train.py", "test_checkpoint.py", "test_fake_cupy.py",
+                     "test_conv.py", "test_conv_vae.py"}
 
 
 def pytest_addoption(parser):
@@ -45,8 +43,7 @@ def pytest_collection_modifyitems(config, items):
     if config.getoption("--backend") != "fake-cupy":
         return
     def runs(item):
-        name = item.path.name
-        return name in BACKEND_SENSITIVE or (name in GPU_TESTS_ONLY and "gpu" in item.fixturenames)
+        return item.path.name in BACKEND_SENSITIVE
 
     config.hook.pytest_deselected(items=[item for item in items if not runs(item)])
     items[:] = [item for item in items if runs(item)]
