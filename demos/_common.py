@@ -8,13 +8,14 @@ Kept small on purpose, so that each demo still reads top to bottom on its own. T
     --full                            the tutorial's full length
     --quick                           seconds, on data.tiny_dataset (synthetic strokes and blobs): no files needed
     --seed N                          default 0
+    --threads N                       CPU threads for the matrix products (default 1; see README.md)
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from minivae import data, metrics, presets, run_figures, training
+from minivae import cli, data, metrics, presets, run_figures, training
 from minivae.vae import count_params
 
 QUICK_TRAIN, QUICK_TEST = 256, 128  # --quick: the size of the synthetic dataset
@@ -32,6 +33,7 @@ def parser(name, doc):
     length.add_argument("--full", action="store_true", help="train as long as the tutorial did")
     length.add_argument("--quick", action="store_true", help="a few seconds on a tiny synthetic dataset (for CI)")
     p.add_argument("--seed", type=int, default=0)
+    cli.add_threads_option(p)
     return p
 
 
@@ -39,6 +41,7 @@ def parse(p):
     """Parse the command line and create the output folder. A mistyped option is an error, except inside a
     notebook kernel, which passes arguments of its own (-f kernel.json): those are ignored there."""
     args = p.parse_known_args()[0] if "ipykernel" in sys.modules else p.parse_args()
+    cli.limit_threads(args.threads)
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     return args

@@ -1,4 +1,5 @@
-"""What every command shares: option types that refuse bad values, the --device option, and one-line errors.
+"""What every command shares: option types that refuse bad values, the --device and --threads options, and
+one-line errors.
 
 A user's mistake (a bad option, missing data, a damaged checkpoint, no GPU) must end a command with one line
 `error: ...` on stderr and exit code 2, never a traceback. `run(command, args)` is that rule, written once:
@@ -49,6 +50,25 @@ def fraction(text):
 def add_device_option(parser):
     parser.add_argument("--device", choices=("cpu", "gpu"),
                         help="gpu runs on CuPy (default: as MINIVAE_BACKEND says, else cpu)")
+
+
+# One BLAS thread by default. These matrix products are small (a batch of 128 times 784 x 400), and on a busy
+# machine the threads of a multi-threaded BLAS mostly wait for each other: on 2 cores at load average 11-16,
+# an epoch of the default model on Fashion-MNIST took 9-14 s with one thread and 190-230 s with two (README.md).
+DEFAULT_THREADS = 1
+
+
+def add_threads_option(parser):
+    parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, metavar="N",
+                        help=f"CPU threads for the matrix products (default {DEFAULT_THREADS}; more rarely helps "
+                             f"these small products, and hurts on a busy machine)")
+
+
+def limit_threads(n):
+    """Make BLAS (NumPy's matrix products) use at most n threads from now on (threadpoolctl)."""
+    from threadpoolctl import threadpool_limits  # here: only the commands need it, not `import minivae`
+
+    threadpool_limits(limits=n, user_api="blas")
 
 
 def user_errors():

@@ -48,11 +48,13 @@ def build_parser():
                         help="importance samples per image for the log-likelihood; 0 skips it "
                              "(default 100, 10 for the convnet)")
     cli.add_device_option(parser)
+    cli.add_threads_option(parser)
     return parser
 
 
 def evaluate(args):
     backend.use_device(args.device)
+    cli.limit_threads(args.threads)
     final = evaluate_checkpoint(args.checkpoint, args.data_dir, args.eval_samples)
     return 0 if metrics.all_finite(final) else 1
 

@@ -71,6 +71,7 @@ def build_parser():
     p.add_argument("--validation", type=cli.fraction, metavar="FRACTION",
                    help="hold out this part of the training set (default 0)")
     cli.add_device_option(p)
+    cli.add_threads_option(p)
     p.add_argument("--out", help="output folder (default: a new runs/<time>-<preset>-<dataset>)")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (or the run folder holding it)")
     p.add_argument("--eval-samples", type=cli.non_negative_int, metavar="K",
@@ -95,8 +96,8 @@ def run_config(args, ckpt):
     for name, value in (asked | given).items():
         if name != "epochs" and config.get(name) != value:
             raise UsageError(f"--{name.replace('_', '-')} {value} conflicts with the checkpoint's {config.get(name)}; "
-                             f"a resumed run keeps its config (only --epochs, --out, --device, --data-dir, "
-                             f"--eval-samples, --no-plots may change)")
+                             f"a resumed run keeps its config (only --epochs, --out, --device, --threads, "
+                             f"--data-dir, --eval-samples, --no-plots may change)")
     config["epochs"] = given.get("epochs", config["epochs"])
     return config
 
@@ -181,6 +182,7 @@ def stop_on_signals(state):
 def resume_command(path, config, args):
     words = ["python", "-m", "minivae.train", "--resume", str(path), "--epochs", str(config["epochs"])]
     words += ["--device", "gpu"] if args.device == "gpu" else []
+    words += ["--threads", str(args.threads)] if args.threads != cli.DEFAULT_THREADS else []  # the same sums
     words += ["--eval-samples", str(args.eval_samples)] if args.eval_samples is not None else []
     words += ["--no-plots"] if args.no_plots else []
     return shlex.join(words)  # no --data-dir: the checkpoint records where the data was
@@ -232,11 +234,13 @@ def train_command(args):
     if args.eval_only and not args.resume:
         raise UsageError("--eval-only needs --resume CKPT (or use python -m minivae.evaluate CKPT)")
     backend.use_device(args.device)
+    cli.limit_threads(args.threads)
     if args.eval_only:
         from minivae import evaluate
 
         return evaluate.evaluate(argparse.Namespace(checkpoint=args.resume, data_dir=args.data_dir,
-                                                    eval_samples=args.eval_samples, device=args.device))
+                                                    eval_samples=args.eval_samples, device=args.device,
+                                                    threads=args.threads))
     ckpt = checkpoint.load(args.resume) if args.resume else None
     config = run_config(args, ckpt)
     dataset = load_data(config, args, ckpt)
@@ -250,6 +254,7 @@ def train_command(args):
         checkpoint.restore(model, optimizer, ckpt)
         state = training.RunState.from_checkpoint(ckpt)
     state.data_folder, state.dataset_fingerprint = dataset.folder, training.fingerprint(dataset)
+    state.threads = args.threads
     out, created = output_folder(args, config, ckpt)
     try:
         return train_in(out, model, optimizer, dataset, config, state, ckpt, args)
@@ -266,7 +271,8 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
     print(f"{start}: {config['preset']} preset, hidden {hidden}, latent {config['latent']}, "
           f"{count_params(model):,} parameters, {config['optimizer']} lr {config['lr']}, batch {config['batch_size']},"
           f" {epochs} epoch{'s' * (epochs != 1)}, {config['dataset']} ({len(dataset.x_train):,} train / "
-          f"{len(dataset.x_test):,} test), {backend.name}; writing to {out}", flush=True)
+          f"{len(dataset.x_test):,} test), {backend.name} ({args.threads} thread{'s' * (args.threads != 1)}); "
+          f"writing to {out}", flush=True)
     if ckpt is not None:
         training.write_metrics(out, config, state.history)  # metrics.json as the checkpoint has it
     if state.epoch >= epochs:

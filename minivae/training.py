@@ -75,6 +75,7 @@ class RunState:
     frames: dict = field(default_factory=lambda: {"samples": [], "reconstructions": []})  # for the progress GIFs
     data_folder: str | None = None  # where the data was read from, so that resuming and evaluating find it
     dataset_fingerprint: dict | None = None  # what the data was, so that a resume on other data is refused
+    threads: int | None = None  # BLAS threads (--threads): they may change the last bits of the sums, not the config
     updating: bool = False  # True while the optimizer writes the parameters: no checkpoint can be taken then
     stop_requested: bool = False  # set by a signal; the loop stops before the next step
     saved: str | None = None  # what checkpoint.npz on disk holds, e.g. "the end of epoch 3"
@@ -106,7 +107,7 @@ def save_checkpoint(path, model, optimizer, config, state):
     """checkpoint.npz with everything `RunState.from_checkpoint` needs. Atomic (see checkpoint.py)."""
     arrays = {f"frames_{name}": np.stack(f) for name, f in state.frames.items() if f}
     extra = {"totals": vars(state.totals), "seconds": state.seconds, "data_folder": state.data_folder,
-             "dataset": state.dataset_fingerprint}
+             "dataset": state.dataset_fingerprint, "threads": state.threads}
     checkpoint.save(path, model, optimizer, config, state.epoch, state.step, state.history,
                     rng_state=state.noise_state, extra=extra, arrays=arrays)
     state.saved = describe(state.epoch, state.step)
