@@ -86,7 +86,11 @@ def fit(preset, dataset, args, epochs, out=None, **overrides):
           f"{config['batch_size']}, {epochs} epoch{'s' * (epochs != 1)} of {len(dataset.x_train):,} {dataset.name} "
           f"images", flush=True)
     out = Path(out or args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise cli.UsageError(f"cannot write to the output folder {out} ({files.one_line(err)}); "
+                             f"choose another --out") from None
     files.remove_stale(out, "*")  # what a demo killed mid-save (SIGKILL) left
     state = training.RunState(data_folder=dataset.folder, dataset_fingerprint=training.fingerprint(dataset))
     training.train(model, optimizer, dataset, config, state, out)

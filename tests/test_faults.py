@@ -358,6 +358,7 @@ BAD_VALUE = {"003_conv_vae.py": ["--train-size", "0"], "anomaly_detection.py": [
 DEMO_CASES = [(s, "bad-value", BAD_VALUE.get(s, ["--seed", "-1"]), "argument") for s in SCRIPTS]
 DEMO_CASES += [(s, "no-gpu", [], "MINIVAE_BACKEND=cupy") for s in SCRIPTS]
 DEMO_CASES += [("000_binarized_mlp.py", "missing-data", ["--data-dir", "{tmp}/nowhere"], "no such folder")]
+DEMO_CASES += [("002_latent_2d.py", "out-is-a-file", ["--quick", "--out", "{tmp}/a-file"], "choose another --out")]
 DEMO_CASES += [("step_through.py", "too-big", ["--hidden", str(10**20)], "out of memory")]
 
 
@@ -365,11 +366,13 @@ DEMO_CASES += [("step_through.py", "too-big", ["--hidden", str(10**20)], "out of
 def demo_runs(tmp_path_factory):
     """Every demo case started at once (each is mostly Python starting up), and waited for when asked."""
     tmp = tmp_path_factory.mktemp("demos")
+    (tmp / "a-file").write_text("not a folder")
     started = {}
     for script, what, extra, _ in DEMO_CASES:
         out = tmp / f"{script}-{what}"
         env = os.environ | {"OPENBLAS_NUM_THREADS": "1", "MINIVAE_BACKEND": "cupy" if what == "no-gpu" else "numpy"}
-        args = [w.format(tmp=tmp) for w in extra] + (["--out", str(out)] if script != "step_through.py" else [])
+        args = [w.format(tmp=tmp) for w in extra]
+        args += ["--out", str(out)] if script != "step_through.py" and "--out" not in extra else []
         if what == "no-gpu" and script != "step_through.py":
             args.append("--quick")
         started[script, what] = subprocess.Popen([sys.executable, str(DEMOS / script), *args], cwd=REPO, env=env,

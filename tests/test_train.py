@@ -107,6 +107,13 @@ def test_help_works_as_a_module():
     assert result.returncode == 0 and "--resume" in result.stdout
 
 
+def test_the_commands_import_neither_matplotlib_nor_scipy_before_they_draw():
+    # (they take a second or two to import: --help and a typo's error would wait for them)
+    code = "import sys, minivae.train, minivae.evaluate; print(sorted({'matplotlib', 'scipy'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
 def test_run_writes_metrics_checkpoint_and_figures(tiny_dir, tmp_path):
     out = tmp_path / "run"
     assert train.main(args(tiny_dir, out, "--plots")) == 0
