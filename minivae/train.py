@@ -317,7 +317,7 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
     finally:
         put_back_signals()
 
-    put_back_signals = stop_on_signals(None)
+    put_back_signals = stop_on_signals(None)  # nothing is left to save: a stop ends at once
     try:
         final = metrics.final_results(model, dataset.x_test, config["seed"],
                                       metrics.eval_samples_for(config, args.eval_samples))
@@ -343,7 +343,14 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
 
 def main(argv=None):
     """Entry point of `python -m minivae.train` and `minivae-train`. Returns the exit code."""
-    return cli.run(train_command, build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    # Before training (loading the data, say) SIGTERM and SIGHUP stop at once, like Ctrl-C, in one line;
+    # during training, train_in's own handlers save first.
+    put_back_signals = stop_on_signals(None)
+    try:
+        return cli.run(train_command, args)
+    finally:
+        put_back_signals()
 
 
 if __name__ == "__main__":

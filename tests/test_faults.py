@@ -196,11 +196,14 @@ def out_is_a_file(world):
     world.out.write_text("not a folder")
 
 
-def interrupt_loading(world):
-    def load(*args, **kwargs):
-        raise KeyboardInterrupt
+def stop_loading(signum):
+    """A stop while the data is read."""
+    def setup(world):
+        def load(*args, **kwargs):
+            os.kill(os.getpid(), signum)
 
-    world.monkeypatch.setattr(data, "load", load)
+        world.monkeypatch.setattr(data, "load", load)
+    return setup
 
 
 def signal_while_drawing(world):
@@ -310,7 +313,8 @@ CASES = [
          twice(signal.SIGTERM, step=7)),
     case("sigterm-while-drawing", [*TRAIN[:-1], "--epochs", "1"], 130, "interrupted after training",
          signal_while_drawing),
-    case("ctrl-c-while-loading", TRAIN, 130, "nothing was written", interrupt_loading),
+    case("ctrl-c-while-loading", TRAIN, 130, "nothing was written", stop_loading(signal.SIGINT)),
+    case("sigterm-while-loading", TRAIN, 130, "nothing was written", stop_loading(signal.SIGTERM)),
 ]
 
 
