@@ -292,6 +292,8 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
           f"{len(dataset.x_test):,} test), {backend.name} ({args.threads} thread{'s' * (args.threads != 1)}); "
           f"writing to {out}", flush=True)
     if ckpt is not None:
+        if out.resolve() != ckpt.path.parent.resolve():  # a new folder starts with the checkpoint it continues,
+            training.save_checkpoint(out / checkpoint.FILENAME, model, optimizer, config, state)  # so it resumes
         training.write_metrics(out, config, state.history)  # metrics.json as the checkpoint has it
     if state.epoch >= epochs:
         print(f"nothing to train: the checkpoint has {state.epoch} epochs (ask for more with --epochs)")

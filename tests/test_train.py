@@ -354,3 +354,13 @@ def test_default_importance_samples_are_fewer_for_the_slow_convnet():
     assert run_metrics.eval_samples_for(presets.config_for("default")) == 100
     assert run_metrics.eval_samples_for(presets.config_for("keras-conv-2d")) == 10
     assert run_metrics.eval_samples_for(presets.config_for("keras-conv-2d"), asked=50) == 50
+
+
+def test_resuming_into_a_new_out_folder_leaves_a_run_that_can_be_resumed_there(tiny_dir, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train.main(args(tiny_dir, first, epochs=1)) == 0
+    assert train.main(["--resume", str(first), "--epochs", "1", "--out", str(second), "--no-plots",
+                       "--eval-samples", "0"]) == 0  # nothing to train: only evaluated
+    assert checkpoint.load(second).epoch == 1
+    assert train.main(["--resume", str(second), "--epochs", "2", "--no-plots", "--eval-samples", "0"]) == 0
+    assert checkpoint.load(second).epoch == 2 and checkpoint.load(first).epoch == 1
