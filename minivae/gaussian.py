@@ -38,7 +38,8 @@ class LogvarGaussian:
         """z = mu + exp(0.5 logvar) * eps. eps ~ N(0, I) is drawn from rng (default: backend.rng) unless given,
         so a step can be replayed exactly. Returns z (B, latent)."""
         if eps is None:
-            eps = (backend.rng if rng is None else rng).standard_normal(mu.shape, dtype=mu.dtype)
+            generator = backend.rng if rng is None else rng  # a NumPy generator's draws go to the device
+            eps = backend.to_device(generator.standard_normal(mu.shape, dtype=mu.dtype))
         self.eps = eps
         self.std = backend.xp.exp(0.5 * logvar)
         return mu + self.std * eps
@@ -93,7 +94,8 @@ class SigmaGaussian:
     def sample(self, mu, sigma, eps=None, rng=None):
         """z = mu + sigma * eps. Returns z (B, latent)."""
         if eps is None:
-            eps = (backend.rng if rng is None else rng).standard_normal(mu.shape, dtype=mu.dtype)
+            generator = backend.rng if rng is None else rng  # a NumPy generator's draws go to the device
+            eps = backend.to_device(generator.standard_normal(mu.shape, dtype=mu.dtype))
         self.eps = eps
         return mu + sigma * eps
 

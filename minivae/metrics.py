@@ -21,7 +21,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from minivae import backend, seeds
+from minivae import backend, cli, seeds
 from minivae.losses import gaussian_nll_constant, likelihood_meaning
 
 EVAL_BATCH = 1000  # examples per forward pass when evaluating: no gradients, so bigger batches are fine
@@ -76,7 +76,13 @@ def final_results(model, x_test, seed, eval_samples):
     losses = test_losses(model, x_test, seed)
     constant = gaussian_nll_constant(x_test.shape[1]) if model.recon_name == "mse" else 0.0
     elbo = -(losses["recon"] + constant + losses["kl"])
-    ll = mean_log_likelihood(model, x_test, eval_samples, seed) if eval_samples > 0 else None
+    try:
+        ll = mean_log_likelihood(model, x_test, eval_samples, seed) if eval_samples > 0 else None
+    except (MemoryError, ValueError) as err:  # K decodes of a batch at once: a K too big to allocate
+        if not cli.too_big(err):
+            raise
+        raise cli.UsageError(f"{eval_samples} importance samples per image do not fit in memory; use a smaller "
+                             f"--eval-samples") from None
     return {"test_elbo": elbo, "test_recon": losses["recon"], "test_recon_constant": constant,
             "test_kl": losses["kl"], "test_log_likelihood": ll, "eval_samples": eval_samples}
 

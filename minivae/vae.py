@@ -94,7 +94,7 @@ class VAE:
     def sample(self, n, rng=None):
         """n new images: decode z ~ N(0, I). Returns (n, D) pixel means."""
         rng = backend.rng if rng is None else rng
-        return self.decode(rng.standard_normal((n, self.latent), dtype=self.dtype))
+        return self.decode(backend.to_device(rng.standard_normal((n, self.latent), dtype=self.dtype)))
 
     # ---- the loss -------------------------------------------------------------------------------------
     def per_example_losses(self, x, eps=None, rng=None):
