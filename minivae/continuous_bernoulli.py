@@ -122,20 +122,7 @@ def nll(logits, x, scale=1.0, grad=True):
 
 
 # Logits where the formulas change or strain: exactly 0, tiny, both sides of each Taylor switch, and the tails.
+# (A gradcheck_table row: loss_check("continuous_bernoulli", shuffled(HARD_LOGITS, (3, 5))).)
 HARD_LOGITS = (0.0, 1e-300, -1e-30, 1e-8, -1e-3, 0.00999, 0.01001, -0.4999, 0.5001, 1.0, -3.0, 17.0, -40.0,
                100.0, -1e4)
 
-
-def check_gradients(noise_aware=True):
-    """Gradient check of `nll` in float64 on HARD_LOGITS and on random logits in [-60, 60] (a (4, 15) batch,
-    x uniform in [0, 1], from a generator seeded 0). Returns {'logits': relative error}; one row of
-    `python -m minivae.gradcheck`."""
-    import numpy as np
-
-    from minivae.gradcheck import check_function
-
-    draws = np.random.default_rng(0)
-    logits = np.concatenate([[HARD_LOGITS], draws.uniform(-60, 60, (3, len(HARD_LOGITS)))])
-    logits, x = backend.xp.asarray(logits), backend.xp.asarray(draws.uniform(0, 1, logits.shape))
-    [error] = check_function(lambda a: (nll(a, x)[0], (nll(a, x)[1],)), [logits], noise_aware=noise_aware)
-    return {"logits": error}

@@ -147,26 +147,25 @@ def step(model, x, objective="iwae", k=1, eps=None, rng=None):
     return Loss(float(losses.mean()), float(nll.mean()), float(kl.mean()))
 
 
-def check_gradients(objective="iwae", k=5, recon="bce", posterior="logvar", seed=0, noise_aware=True):
-    """Gradient check of the K-sample objective on a tiny float64 model (9-7-3, tanh: no ReLU kinks), with
-    x (5, 9) and the noise eps (K, 5, 3) drawn from a generator seeded (seed, k) and then fixed.
-    Returns {parameter name: relative error}; `python -m minivae.gradcheck` runs it as one row."""
-    import numpy as np
+def gradient_check(objective="iwae", k=5, recon="bce", posterior="logvar"):
+    """A row of `python -m minivae.gradcheck` (gradcheck_table.py): run(rng, noise_aware) checks the K-sample
+    objective's gradient on a tiny float64 model (9-7-3, tanh: no ReLU kinks) whose weights, x (5, 9) and
+    noise eps (K, 5, 3) are drawn from rng, the noise then fixed. Returns {parameter name: relative error}."""
+    def run(rng, noise_aware=True):
+        from minivae.gradcheck import compare
+        from minivae.vae import mlp_vae
 
-    from minivae.gradcheck import compare
-    from minivae.vae import mlp_vae
+        model = mlp_vae(input_dim=9, hidden=(7,), latent=3, activation="tanh", recon=recon, posterior=posterior,
+                        rng=rng, dtype="float64")
+        if posterior == "sigma":  # keep sigma away from 0, the pole of log sigma^2
+            model.params["sigma.b"] += 1.0
+        x = backend.to_device(rng.uniform(0, 1, (5, 9)), dtype="float64")
+        eps = backend.to_device(rng.standard_normal((k, 5, 3)), dtype="float64")
+        step(model, x, objective, eps=eps)
+        analytic = {name: g.copy() for name, g in model.grads.items()}
 
-    model = mlp_vae(input_dim=9, hidden=(7,), latent=3, activation="tanh", recon=recon, posterior=posterior,
-                    rng=backend.default_rng(1), dtype="float64")
-    if posterior == "sigma":  # keep sigma away from 0, the pole of log sigma^2
-        model.params["sigma.b"] += 1.0
-    draws = np.random.default_rng([seed, k])
-    x = backend.xp.asarray(draws.uniform(0, 1, (5, 9)))
-    eps = backend.xp.asarray(draws.standard_normal((k, 5, 3)))
-    step(model, x, objective, eps=eps)
-    analytic = {name: g.copy() for name, g in model.grads.items()}
+        def loss():
+            return float(per_example_losses(model, x, objective, eps=eps).mean())
 
-    def loss():
-        return float(per_example_losses(model, x, objective, eps=eps).mean())
-
-    return {name: compare(analytic[name], loss, p, noise_aware=noise_aware) for name, p in model.params.items()}
+        return {name: compare(analytic[name], loss, p, noise_aware=noise_aware) for name, p in model.params.items()}
+    return run

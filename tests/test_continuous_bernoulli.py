@@ -8,7 +8,7 @@ from hypothesis.extra.numpy import arrays
 from scipy import integrate
 
 from minivae import continuous_bernoulli as cb
-from minivae import losses
+from minivae import gradcheck_table, losses
 from minivae.gradcheck import check_function
 from minivae.vae import mlp_vae
 
@@ -33,8 +33,11 @@ def test_gradient_matches_finite_differences_across_the_whole_range_of_logits(da
     assert check_function(lambda out: (cb.nll(out, x)[0], (cb.nll(out, x)[1],)), [a])[0] < TOL
 
 
-def test_gradient_check_row_passes():
-    assert cb.check_gradients()["logits"] < TOL
+@pytest.mark.parametrize("draw", [gradcheck_table.shuffled(cb.HARD_LOGITS, (3, 5)),
+                                  gradcheck_table.uniform((3, 5), -60, 60)])
+def test_gradient_check_rows_pass_at_the_hard_logits_and_across_the_range(draw):
+    run = gradcheck_table.loss_check("continuous_bernoulli", draw)
+    assert run(np.random.default_rng(0), True)["out"] < TOL
 
 
 @pytest.mark.parametrize("a", [-8.0, -1.0, -0.3, 0.2, 0.7, 3.0, 12.0])
