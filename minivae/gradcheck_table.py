@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minivae import backend, conv, gaussian, layers, losses
+from minivae import backend, continuous_bernoulli, conv, gaussian, iwae, layers, losses
 from minivae.gradcheck import check_function, check_layer, check_model
 
 F64 = "float64"
@@ -225,6 +225,10 @@ CHECKS = [
     Check("loss", "bce_probs at the clip: p within 1e-6 of 0 and 1 (h = 1e-9)", 32,
           loss_check("bce_probs", shuffled(CLIP_EDGES, (4, 6)), h=1e-9)),
     Check("loss", "squared_error", 33, loss_check("squared_error", uniform((4, 7), 0, 1))),
+    Check("loss", "continuous Bernoulli, logits in [-60, 60]", 34,
+          loss_check("continuous_bernoulli", uniform((3, 5), -60, 60))),
+    Check("loss", "continuous Bernoulli at 0, tiny, both sides of its series switches, tails", 35,
+          loss_check("continuous_bernoulli", shuffled(continuous_bernoulli.HARD_LOGITS, (3, 5)))),
     Check("sampler", "z = mu + exp(logvar / 2) eps, logvar in [-6, 3]", 40,
           sampler_check("logvar", uniform((4, 3), -6, 3))),
     Check("sampler", "z = mu + sigma eps, |sigma| in [0.1, 2], both signs", 41,
@@ -235,9 +239,9 @@ CHECKS = [
           kl_check("sigma", zero_or_both_sides((4, 3), 3e-6, 3e-5), h=1e-8)),
 ]
 # every MLP a config can build: recon x posterior x activation, then the other options
-MLP_GRID = [(recon, posterior, activation) for recon in ("bce", "bce-prob", "mse") for posterior in ("logvar", "sigma")
-            for activation in ("relu", "tanh", "sigmoid")]
-CHECKS += [Check("model", f"MLP {recon}/{posterior}/{activation}", 50 + i,
+MLP_GRID = [(recon, posterior, activation) for recon in ("bce", "bce-prob", "mse", "cb")
+            for posterior in ("logvar", "sigma") for activation in ("relu", "tanh", "sigmoid")]
+CHECKS += [Check("model", f"MLP {recon}/{posterior}/{activation}", 100 + i,
                  model_check(mlp(recon, posterior, activation)))
            for i, (recon, posterior, activation) in enumerate(MLP_GRID)]
 CHECKS += [
@@ -249,4 +253,10 @@ CHECKS += [
           model_check(convnet(recon="bce-prob", beta=0.392))),
     Check("model", "convnet bce/sigma", 74, model_check(convnet(recon="bce", posterior="sigma"))),
     Check("model", "convnet mse/logvar", 75, model_check(convnet(recon="mse"))),
+    # The K-sample objectives (iwae.py): the noise eps (K, B, L) fixed, every parameter of a tiny tanh MLP.
+    Check("model", "IWAE K=1", 90, iwae.gradient_check("iwae", 1)),
+    Check("model", "IWAE K=2 bce-prob/sigma", 91, iwae.gradient_check("iwae", 2, "bce-prob", "sigma")),
+    Check("model", "IWAE K=5", 92, iwae.gradient_check("iwae", 5)),
+    Check("model", "IWAE K=5 cb", 93, iwae.gradient_check("iwae", 5, "cb")),
+    Check("model", "K-sample ELBO K=5 mse", 94, iwae.gradient_check("vae", 5, "mse")),
 ]

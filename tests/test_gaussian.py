@@ -128,8 +128,8 @@ def test_given_noise_makes_sampling_reproducible():
 def test_log_q_partials_match_finite_differences_with_z_mu_and_scale_each_held_fixed(data, shape, posterior):
     q = gaussian.POSTERIORS[posterior]()
     low, high = (-5, 5) if posterior == "logvar" else (0.3, 3)
-    z, mu = (data.draw(arrays(np.float64, shape, elements=st.floats(-3, 3))) for _ in range(2))
-    scale = data.draw(arrays(np.float64, shape, elements=st.floats(low, high)))
+    z, mu = (on_device(data.draw(arrays(np.float64, shape, elements=st.floats(-3, 3)))) for _ in range(2))
+    scale = on_device(data.draw(arrays(np.float64, shape, elements=st.floats(low, high))))
 
     def fn(z, mu, scale):
         return q.log_q(z, mu, scale), q.log_q_partials(z, mu, scale)

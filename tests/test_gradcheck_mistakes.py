@@ -102,6 +102,18 @@ MISTAKES = [
             "dscale = dscale + weight * dkl_dscale", "dscale = dscale"),
     Mistake("decoder-gradient-skips-the-sampler", "vae.VAE.step",
             "dmu, dscale = self.posterior.backward(dz)", "dmu, dscale = dz, dz"),
+    # continuous_bernoulli.py: the gradient E[x] - x goes through its mean
+    Mistake("cb-mean-loses-its-sign-for-negative-logits", "continuous_bernoulli.mean",
+            "closed = xp.where(logits < 0, -half_gap, half_gap)", "closed = half_gap"),
+    Mistake("cb-mean-without-its-1/a-term", "continuous_bernoulli.mean",
+            "half_gap = 0.5 + xp.exp(-r) / -xp.expm1(-r) - 1.0 / r", "half_gap = 0.5 + xp.exp(-r) / -xp.expm1(-r)"),
+    # iwae.py
+    Mistake("iwae-weights-every-sample-alike", "iwae.step",
+            "weight = w_tilde / n", "weight = backend.xp.full_like(w_tilde, 1.0 / (k * n))"),
+    Mistake("iwae-forgets-the-prior's-gradient-in-z", "iwae.step",
+            "dz += w3 * (dlogq_dz + z)", "dz += w3 * dlogq_dz"),
+    Mistake("iwae-samples-gradients-averaged-not-summed", "iwae.step",
+            "dmu, dscale = dmu.sum(axis=0), dscale.sum(axis=0)", "dmu, dscale = dmu.mean(axis=0), dscale.mean(axis=0)"),
 ]
 
 
