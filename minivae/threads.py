@@ -40,9 +40,13 @@ class _Workers:
     """Threads that each wait for a function on their own queue, call it, and report on a shared queue."""
 
     def __init__(self):
-        self.inboxes, self.done = [], queue.SimpleQueue()
+        self.inboxes, self.done, self.lock = [], queue.SimpleQueue(), threading.Lock()
 
     def run(self, tasks):
+        with self.lock:  # one caller at a time: the workers and their shared `done` queue serve one list
+            self._run(tasks)
+
+    def _run(self, tasks):
         while len(self.inboxes) < len(tasks) - 1:  # a new worker the first time this many are wanted
             inbox = queue.SimpleQueue()
             threading.Thread(target=self._serve, args=(inbox,), daemon=True).start()
