@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from minivae import bench, presets
+from minivae import bench, data, presets
 
 SMALL = ["--repeats", "1", "--inner", "1", "--epoch-repeats", "1"]
 
@@ -26,7 +26,15 @@ def test_mlp_bench_prints_throughput_parts_floor_ratio_and_epoch(capsys):
                  "everything else"):
         assert re.search(rf"  {part}: +-?[\d.]+ ms", out), part
     assert re.search(r"^step/floor ratio: \d+\.\d\d$", out, re.MULTILINE)
-    assert re.search(r"epoch of 64 \(4 steps\): [\d.]+ s, of which shuffling and batching \d+ ms", out)
+    assert re.search(r"epoch of 64 random images \(4 steps\): [\d.]+ s, of which shuffling and batching \d+ ms", out)
+
+
+def test_epochs_run_on_fashion_mnist_images_from_data_dir(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    for name, shape in zip(data.FILES, [(64, 28, 28), (64,), (8, 28, 28), (8,)]):
+        data.write_idx(tmp_path / name, rng.integers(0, 256 if len(shape) == 3 else 10, shape, dtype=np.uint8))
+    bench.main(["--data-dir", str(tmp_path), "--batch-size", "16", "--hidden", "32", "--latent", "4", *SMALL])
+    assert f"epoch of 64 Fashion-MNIST from {tmp_path} (4 steps)" in capsys.readouterr().out
 
 
 def test_conv_bench_times_the_keras_conv_preset(capsys):
@@ -34,7 +42,7 @@ def test_conv_bench_times_the_keras_conv_preset(capsys):
     out = capsys.readouterr().out
     assert "conv VAE of tutorial 003 (550,629 parameters), batch 4" in out
     assert re.search(r"^step/floor ratio: \d+\.\d\d$", out, re.MULTILINE)
-    assert "epoch of 64 (16 steps, projected from its first 1)" in out
+    assert "epoch of 64 random images (16 steps, projected from its first 1)" in out
 
 
 def test_against_torch_prints_step_and_epoch_ratios(capsys):
