@@ -59,11 +59,12 @@ class Optimizer:
     def _plan(self, grads):
         """One function per thread, each updating its share of the chunks: (param, grad, *state) views of
         CHUNK elements, dealt out largest first to the least loaded thread. Built once, and again only if
-        other gradient arrays or another number of threads come."""
+        other parameter or gradient arrays, or another number of threads, come."""
         n_threads = 1 if backend.is_gpu() else threads.elementwise_threads
-        key = (n_threads, *(grads[name] for name in self.params))
-        if self._planned_for is None or len(key) != len(self._planned_for) or any(
-                a is not b for a, b in zip(key, self._planned_for)):
+        arrays = [*self.params.values(), *(grads[name] for name in self.params)]
+        planned_threads, planned_arrays = self._planned_for or (None, [])
+        if planned_threads != n_threads or len(arrays) != len(planned_arrays) or any(
+                a is not b for a, b in zip(arrays, planned_arrays)):
             chunks = []
             for name, param in self.params.items():
                 flat = [a.reshape(-1) for a in (param, grads[name], *(s[name] for s in self.state.values()))]
@@ -75,7 +76,7 @@ class Optimizer:
                 shares[least].append(chunk)
                 loads[least] += chunk[0].size
             self._tasks = [self._updater(share) for share in shares if share]
-            self._planned_for = key
+            self._planned_for = n_threads, arrays
         return self._tasks
 
     def _updater(self, chunks):
