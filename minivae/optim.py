@@ -60,7 +60,8 @@ class Optimizer:
         """One function per thread, each updating its share of the chunks: (param, grad, *state) views of
         CHUNK elements, dealt out largest first to the least loaded thread. Built once, and again only if
         other parameter or gradient arrays, or another number of threads, come."""
-        n_threads = 1 if backend.is_gpu() else threads.elementwise_threads
+        total = sum(p.size for p in self.params.values())  # below CHUNK in all, a thread would cost more than it saves
+        n_threads = 1 if backend.is_gpu() else max(1, min(threads.elementwise_threads, total // CHUNK))
         arrays = [*self.params.values(), *(grads[name] for name in self.params)]
         planned_threads, planned_arrays = self._planned_for or (None, [])
         if planned_threads != n_threads or len(arrays) != len(planned_arrays) or any(
