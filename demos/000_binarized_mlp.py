@@ -18,7 +18,7 @@ weights drawn from N(0, 0.1^2), Adam. Figures, in runs/demo-000_binarized_mlp/ (
 import _common
 import numpy as np
 
-from minivae import evaluate, plots
+from minivae import plots, seeds
 
 parser = _common.parser("000_binarized_mlp", __doc__)
 args = _common.parse(parser)
@@ -27,13 +27,13 @@ dataset = _common.load(args, binarize="threshold")  # every pixel is now exactly
 print(f"binarized at 0.5: {dataset.x_train.mean():.1%} of the training pixels are 1")
 
 # %% Train with minivae's training loop (one line per epoch)
-model, config, progress = _common.fit("tfslim-binarized", dataset, args, epochs)
+model, config, state = _common.fit("tfslim-binarized", dataset, args, epochs)
 
 # %% Reconstructions during training
 # After every epoch the training loop reconstructs the first 16 test images (encode, decode the mean of z) and
 # keeps them as uint8 pixel means. A pixel counts as wrong when its mean falls on the other side of 0.5.
 x16 = dataset.x_test[:16]
-frames = [f.astype(np.float32) / 255 for f in progress.frames["reconstructions"]]  # one (16, 784) per epoch
+frames = [f.astype(np.float32) / 255 for f in state.frames["reconstructions"]]  # one (16, 784) per epoch
 shown = [e for e in (1, 2, 5, 10, 20, 33) if e <= epochs]
 print("\nwrong pixels in the 16 reconstructions (mean > 0.5 where the image is 0, or the reverse):")
 for epoch in shown:
@@ -55,7 +55,7 @@ print(f"\nall {len(recon):,} test images: {np.mean((recon > 0.5) != (dataset.x_t
 _common.final(model, dataset, config, k=10 if args.quick else 100)
 
 # %% Samples: new images from the prior
-z = evaluate.generator(args.seed, evaluate.SAMPLES).standard_normal((100, model.latent), dtype=np.float32)
+z = seeds.generator(args.seed, seeds.SAMPLES).standard_normal((100, model.latent), dtype=np.float32)
 paths.append(plots.image_grid(model.decode(z), args.out / "samples.png",
                               title="100 samples: z ~ N(0, I), decoded (pixel means)"))
 _common.wrote(*paths)

@@ -21,7 +21,7 @@ Figures, in runs/demo-001_sigma_mse/ (or --out):
 import _common
 import numpy as np
 
-from minivae import evaluate, plots
+from minivae import plots, seeds
 
 parser = _common.parser("001_sigma_mse", __doc__)
 args = _common.parse(parser)
@@ -29,7 +29,7 @@ epochs = 50 if args.full else 3 if args.quick else 10
 dataset = _common.load(args)  # grayscale: squared error needs no binary pixels
 
 # %% Train with minivae's training loop (one line per epoch)
-model, config, progress = _common.fit("keras-sigma-mse", dataset, args, epochs)
+model, config, state = _common.fit("keras-sigma-mse", dataset, args, epochs)
 _common.final(model, dataset, config, k=10 if args.quick else 100)
 print("  (squared error is -log N(x; x_hat, 1/2) minus a constant; the ELBO above puts the constant back)")
 
@@ -68,10 +68,10 @@ paths.append(plots.interpolation(model.decode, mu[a], mu[b], args.out / "interpo
 paths.append(plots.interpolation_gif(model.decode, mu[a], mu[b], args.out / "interpolation.gif"))
 
 # %% Generation improving over the epochs: the same 64 z decoded after every epoch
-tiles = [plots.tile(f.astype(np.float32) / 255, 8) for f in progress.frames["samples"]]
+tiles = [plots.tile(f.astype(np.float32) / 255, 8) for f in state.frames["samples"]]
 paths.append(plots.progress_gif(tiles, args.out / "progress_samples.gif",
                                 titles=[f"the same z decoded\nafter epoch {e + 1}" for e in range(len(tiles))]))
-z = evaluate.generator(args.seed, evaluate.SAMPLES).standard_normal((100, model.latent), dtype=np.float32)
+z = seeds.generator(args.seed, seeds.SAMPLES).standard_normal((100, model.latent), dtype=np.float32)
 paths.append(plots.image_grid(model.decode(z), args.out / "samples.png",
                               title="100 samples: z ~ N(0, I), decoded (pixel means)"))
 _common.wrote(*paths)

@@ -20,7 +20,7 @@ import _common
 import numpy as np
 from scipy.stats import norm
 
-from minivae import evaluate, plots
+from minivae import plots, run_figures
 
 parser = _common.parser("002_latent_2d", __doc__)
 args = _common.parse(parser)
@@ -28,21 +28,21 @@ epochs = 50 if args.full else 3 if args.quick else 10
 dataset = _common.load(args)
 
 # %% Train with minivae's training loop (one line per epoch)
-model, config, progress = _common.fit("keras-2d-rmsprop", dataset, args, epochs)
+model, config, state = _common.fit("keras-2d-rmsprop", dataset, args, epochs)
 _common.final(model, dataset, config, k=10 if args.quick else 100)
 
 # %% Loss curves: the two terms pull against each other
 # The reconstruction term falls as the decoder improves; the KL term usually *rises* at first: to reconstruct,
 # the encoder must move images apart in z, away from the prior's N(0, I), and it pays for that in KL.
-first, last = progress.history[0], progress.history[-1]
+first, last = state.history[0], state.history[-1]
 for key, what in (("recon", "reconstruction"), ("kl", "KL")):
     print(f"{what:>14}: test {first['test'][key]:7.2f} after epoch 1, {last['test'][key]:7.2f} after epoch {epochs}")
 print(f"{'gap':>14}: test loss - train loss = {last['test']['loss'] - last['train']['loss']:+.2f} nats after epoch "
       f"{epochs} (a gap that keeps growing is overfitting)")
-paths = [plots.loss_curves(progress.history, args.out / "loss_curves.png")]
+paths = [plots.loss_curves(state.history, args.out / "loss_curves.png")]
 
 # %% Where each class lands in the 2-D latent space
-mu = evaluate.encoder_means(model, dataset.x_test)
+mu = run_figures.encoder_means(model, dataset.x_test)
 names = _common.class_names(dataset) or [str(c) for c in range(10)]
 print(f"\nthe test means span z[0] in [{mu[:, 0].min():.2f}, {mu[:, 0].max():.2f}], z[1] in [{mu[:, 1].min():.2f}, "
       f"{mu[:, 1].max():.2f}]; each class's centre, and its spread (RMS distance to the centre):")

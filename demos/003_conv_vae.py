@@ -20,12 +20,12 @@ evaluates on the first 2,000 test images; --full uses them all. Figures, in runs
 import _common
 import numpy as np
 
-from minivae import evaluate, plots, train
+from minivae import cli, plots, run_figures
 
 parser = _common.parser("003_conv_vae", __doc__)
-parser.add_argument("--train-size", type=train.positive_int, help="training images used (default 10,000; --full: all)")
-parser.add_argument("--test-size", type=train.positive_int, help="test images evaluated (default 2,000; --full: all)")
-parser.add_argument("--epochs", type=train.positive_int, help="default 2 (--full: the tutorial's 10)")
+parser.add_argument("--train-size", type=cli.positive_int, help="training images used (default 10,000; --full: all)")
+parser.add_argument("--test-size", type=cli.positive_int, help="test images evaluated (default 2,000; --full: all)")
+parser.add_argument("--epochs", type=cli.positive_int, help="default 2 (--full: the tutorial's 10)")
 args = _common.parse(parser)
 epochs = args.epochs or (10 if args.full else 1 if args.quick else 2)
 dataset = _common.load(args)
@@ -48,7 +48,7 @@ print("KL weight beta = 784 * 5e-4 * 2 / latent = 0.392 (the tutorial's loss, ti
       "exp(logvar / 2), not the tutorial's exp(logvar)")
 
 # %% Train with minivae's training loop (one line per epoch; the loss printed is recon + 0.392 * KL)
-model, config, progress = _common.fit("keras-conv-2d", dataset, args, epochs)
+model, config, state = _common.fit("keras-conv-2d", dataset, args, epochs)
 print("the ELBO below uses beta = 1, so it is recon + KL, not the training loss; the importance-weighted bound "
       "would decode every test image 100 times, so it is skipped here")
 _common.final(model, dataset, config, k=0)
@@ -60,7 +60,7 @@ print(f"\nposterior standard deviations: median sigma {np.median(sigma):.3f}; th
       f"with sigma^2 = {np.median(sigma**2):.4f}, {np.median(1 / sigma):.1f}x less spread than its KL term assumes")
 
 # %% The 2-D latent space: classes, then the decoded grid
-mu = evaluate.encoder_means(model, dataset.x_test)
+mu = run_figures.encoder_means(model, dataset.x_test)
 names = _common.class_names(dataset)
 paths = [plots.latent_scatter(mu, dataset.y_test, args.out / "latent_scatter.png", class_names=names)]
 edge = 1.645  # norm.ppf(0.95): the grid's edge

@@ -38,12 +38,12 @@ print(f"held out: class {args.holdout} ({names[args.holdout]}), {np.sum(~train_k
       f"{np.sum(~test_keep):,} of the {len(full.x_test):,} test images are the anomalies")
 
 # %% Train on the normal classes only (minivae's training loop; the test loss is on normal test images)
-model, config, progress = _common.fit("keras-2d-rmsprop", normal, args, epochs)
+model, config, state = _common.fit("keras-2d-rmsprop", normal, args, epochs)
 
 # %% Score every test image
 x, anomaly = full.x_test, full.y_test == args.holdout
 eps = np.random.default_rng([args.seed, 1]).standard_normal((len(x), model.latent), dtype=np.float32)
-recon, kl = model.losses(x, eps=eps)  # per image, nats: one sample of z each
+recon, kl = model.per_example_losses(x, eps=eps)  # per image, nats: one sample of z each
 neg_elbo = recon + kl
 k = 10 if args.quick else 100
 neg_ll = -np.concatenate([model.log_likelihood(x[i:i + 500], k=k, rng=np.random.default_rng([args.seed, 2, i]))

@@ -15,22 +15,26 @@ import sys
 
 import numpy as np
 
-from minivae import data, layers
+from minivae import cli, data, layers
 from minivae.optim import Adam
-from minivae.vae import VAE
+from minivae.vae import mlp_vae
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--hidden", type=int, default=16)
-parser.add_argument("--latent", type=int, default=2)
-parser.add_argument("--batch", type=int, default=4)
-parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--hidden", type=cli.positive_int, default=16)
+parser.add_argument("--latent", type=cli.positive_int, default=2)
+parser.add_argument("--batch", type=cli.positive_int, default=4)
+parser.add_argument("--seed", type=cli.non_negative_int, default=0)
 # a notebook kernel passes arguments of its own (-f kernel.json): ignore those there, refuse typos elsewhere
-args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
+if "ipykernel" in sys.modules:
+    args = parser.parse_known_args()[0]
+else:
+    cli.report_errors_in_one_line()  # a size too big to allocate: one line, exit 2
+    args = parser.parse_args()
 
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 rng = np.random.default_rng(args.seed)
 x = data.tiny_dataset(n_train=args.batch, n_test=1, seed=args.seed).x_train[: args.batch]  # (B, 784) in [0, 1]
-model = VAE(hidden=(args.hidden,), latent=args.latent, rng=rng)
+model = mlp_vae(hidden=(args.hidden,), latent=args.latent, rng=rng)
 eps = rng.standard_normal((args.batch, args.latent)).astype(np.float32)  # the sampler's noise, fixed
 B = len(x)
 
@@ -55,7 +59,7 @@ h = enc_relu.forward(pre)
 show("h", "h = max(a1, 0)", h)
 mu = model.mu_head.forward(h)
 show("mu", "mu = h Wmu + bmu", mu)
-logvar = model.second_head.forward(h)
+logvar = model.scale_head.forward(h)
 show("logvar", "logvar = h Wlv + blv", logvar)
 show("eps", "eps ~ N(0, I)  (drawn once, fixed)", eps)
 z = model.posterior.sample(mu, logvar, eps=eps)
@@ -88,7 +92,7 @@ dmu = dmu + model.beta / B * dkl_dmu
 dlogvar = dlogvar + model.beta / B * dkl_dlogvar
 show("dmu", "+ beta mu / B", dmu)
 show("dlogvar", "+ beta 0.5 (exp(logvar) - 1) / B", dlogvar)
-dh = model.mu_head.backward(dmu) + model.second_head.backward(dlogvar)
+dh = model.mu_head.backward(dmu) + model.scale_head.backward(dlogvar)
 show("dh", "dmu Wmu^T + dlogvar Wlv^T", dh)
 enc_dense.backward(enc_relu.backward(dh), need_dx=False)
 show("dW1", "x^T (dh * [a1 > 0])", enc_dense.grads["W"])

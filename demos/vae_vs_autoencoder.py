@@ -20,7 +20,7 @@ pays nothing. Figures, in runs/demo-vae_vs_autoencoder/ (or --out), each as vae_
 import _common
 import numpy as np
 
-from minivae import data, evaluate, layers, losses, plots
+from minivae import data, layers, losses, plots, run_figures, seeds
 from minivae.optim import OPTIMIZERS
 
 parser = _common.parser("vae_vs_autoencoder", __doc__)
@@ -36,7 +36,7 @@ vae, config, _ = _common.fit("keras-sigma-mse", dataset, args, epochs, out=args.
 rng = np.random.default_rng(config["seed"])
 init, latent = config["init"], config["latent"]
 encoder = layers.Sequential(*layers.mlp([784, *config["hidden"]], "relu", "relu", init, rng).layers,
-                            layers.Dense(config["hidden"][-1], latent, init=init or "glorot", rng=rng))
+                            layers.Dense(config["hidden"][-1], latent, init=init or "lecun", rng=rng))
 decoder = layers.mlp([latent, *config["decoder_hidden"], 784], "relu", "sigmoid", init, rng)
 params = {f"encoder.{k}": v for k, v in encoder.params.items()} | {f"decoder.{k}": v for k, v in decoder.params.items()}
 grads = {f"encoder.{k}": v for k, v in encoder.grads.items()} | {f"decoder.{k}": v for k, v in decoder.grads.items()}
@@ -44,7 +44,7 @@ optimizer = OPTIMIZERS[config["optimizer"]](params, lr=config["lr"])
 print(f"\nautoencoder: the same layers, {sum(p.size for p in params.values()):,} parameters (the VAE's count adds its "
       f"sigma head); {config['optimizer']} lr {config['lr']}, batch {config['batch_size']}, {epochs} epochs")
 for epoch in range(1, epochs + 1):
-    order = np.random.default_rng([config["seed"], epoch, 0])  # the order minivae.train gave the VAE
+    order = seeds.generator(config["seed"], seeds.ORDER, epoch)  # the order the VAE was trained in
     total = 0.0
     for idx in data.batches(len(x_train), config["batch_size"], order):
         x = x_train[idx]
@@ -62,7 +62,7 @@ for epoch in range(1, epochs + 1):
     print(f"autoencoder epoch {epoch:>3}/{epochs}  train {total / len(x_train):.2f}  test {test_err:.2f}")
 
 # %% Reconstruction: the autoencoder wins, as it should
-vae_codes, ae_codes = evaluate.encoder_means(vae, x_test), encoder.forward(x_test)  # mu for the VAE
+vae_codes, ae_codes = run_figures.encoder_means(vae, x_test), encoder.forward(x_test)  # mu for the VAE
 vae_err = losses.squared_error(vae.decode(vae_codes), x_test, grad=False)[0].mean()
 print(f"\ntest reconstruction error (squared error per image, decoding the code; the VAE decodes mu):\n"
       f"  autoencoder {test_err:.2f}, VAE {vae_err:.2f}: the VAE gives up some detail for a regular code space")
@@ -84,7 +84,7 @@ paths += [plots.interpolation(vae.decode, vae_codes[a], vae_codes[b], args.out /
           plots.interpolation(decoder.forward, ae_codes[a], ae_codes[b], args.out / "ae_interpolation.png")]
 
 # %% Generation: decode random z ~ N(0, I), the same z for both
-z = evaluate.generator(args.seed, evaluate.SAMPLES).standard_normal((100, latent), dtype=np.float32)
+z = seeds.generator(args.seed, seeds.SAMPLES).standard_normal((100, latent), dtype=np.float32)
 vae_samples, ae_samples = vae.decode(z), decoder.forward(z)
 paths += [plots.image_grid(vae_samples, args.out / "vae_samples.png", title="VAE: 100 random z ~ N(0, I), decoded"),
           plots.image_grid(ae_samples, args.out / "ae_samples.png", title="Autoencoder: the same 100 z, decoded")]

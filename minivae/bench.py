@@ -72,7 +72,7 @@ def layers_in_order(model):
     """(layer, need_dx) for every layer of a VAE, in forward order; need_dx says whether backward computes
     the layer's input gradient (the encoder skips it for layers with no parameters before them)."""
     encoder = list(zip(model.encoder.layers, model.encoder.feeds_params))
-    return encoder + [(model.mu_head, True), (model.second_head, True)] + [(a, True) for a in model.decoder.layers]
+    return encoder + [(model.mu_head, True), (model.scale_head, True)] + [(a, True) for a in model.decoder.layers]
 
 
 def matmul_floor(model, x, eps):
@@ -159,11 +159,11 @@ def torch_twin(model, device="cpu"):
             return [nn.Unflatten(1, layer.shape)]
         raise ValueError(f"no PyTorch twin for {layer!r}")
 
-    if model.posterior.second != "logvar" or model.recon_name not in ("bce", "bce-prob"):
+    if model.posterior.scale_name != "logvar" or model.recon_name not in ("bce", "bce-prob"):
         raise ValueError("the PyTorch twin covers the logvar posterior and the 'bce' and 'bce-prob' losses")
     net = nn.ModuleDict({
         "encoder": nn.Sequential(*(m for layer in model.encoder.layers for m in twin(layer))),
-        "mu": twin(model.mu_head)[0], "logvar": twin(model.second_head)[0],
+        "mu": twin(model.mu_head)[0], "logvar": twin(model.scale_head)[0],
         "decoder": nn.Sequential(*(m for layer in model.decoder.layers for m in twin(layer))),
     }).to(device)
     beta, functional = model.beta, torch.nn.functional
@@ -203,17 +203,17 @@ def bench(args):
     # same gradient applied hundreds of times.
     adam_alone = Adam({k: p.copy() for k, p in model.params.items()}, lr=1e-12)
     floor = matmul_floor(model, x, eps)  # also runs the step that fills the layers' work arrays
-    mu, second = model.encode(x)
-    z = model.posterior.sample(mu, second, eps)
-    out = model.decode_raw(z)
+    mu, scale = model.encode(x)
+    z = model.posterior.sample(mu, scale, eps)
+    out = model.decoder_output(z)
 
     def step():
         model.step(x, eps=eps)
         adam.step(model.grads)
 
     def sampler_and_kl():
-        model.posterior.sample(mu, second, eps)
-        model.posterior.kl(mu, second)
+        model.posterior.sample(mu, scale, eps)
+        model.posterior.kl(mu, scale)
         model.posterior.backward(z)
 
     contenders = {"step": step, "floor": floor, "adam": lambda: adam_alone.step(model.grads),

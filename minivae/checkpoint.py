@@ -10,10 +10,9 @@ A checkpoint holds
   * any further arrays the caller wants kept (the training command keeps its progress-GIF frames);
   * a format number, so that a later minivae can recognise an older file.
 
-Saving is atomic. np.savez writes into a temporary file in the same folder; the file is flushed to the disk
-(fsync) and only then renamed onto the real name. A rename within one folder is atomic, so whatever happens
-during a save -- Ctrl-C, a full disk, a crash -- the real name holds the old checkpoint or the new one, never a
-mixture, and the temporary file is removed on every way out.
+Saving is atomic (files.atomic_file): np.savez writes into a temporary file in the same folder, which is flushed
+to the disk and only then renamed onto the real name. Whatever happens during a save -- Ctrl-C, a full disk, a
+crash -- the real name holds the old checkpoint or the new one, never a mixture.
 
 Loading checks what it reads: a damaged file (truncated, not a zip, entries missing) raises CheckpointError with
 one line naming the file. `restore` compares every parameter's name and shape with the model before it writes a
@@ -21,16 +20,14 @@ single value, so a checkpoint of another architecture is refused as a whole, wit
 """
 
 import json
-import os
-import tempfile
 import zipfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from minivae import backend
+from minivae.files import atomic_file, one_line
 
 FORMAT = 1  # bump when the layout below changes
 FILENAME = "checkpoint.npz"  # the name the training command gives its checkpoints
@@ -56,40 +53,6 @@ class Checkpoint:
     arrays: dict = field(default_factory=dict)
 
 
-def _one_line(err):
-    return " ".join(str(err).split()) or type(err).__name__
-
-
-@contextmanager
-def atomic_file(path):
-    """Yield a binary file open for writing; when the block ends normally it replaces `path` atomically.
-
-    If the block raises (KeyboardInterrupt included) the temporary file is removed and `path` is untouched.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on the disk before the name points at them
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    try:  # make the rename itself durable (POSIX; other systems cannot open a folder, which is fine)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def save(path, model, optimizer, config, epoch, step=0, history=(), rng_state=None, extra=None, arrays=None):
     """Write one checkpoint file at `path`, atomically (see the module docstring). Returns the Path.
 
@@ -111,10 +74,11 @@ def save(path, model, optimizer, config, epoch, step=0, history=(), rng_state=No
     return Path(path)
 
 
-def load(path):
+def load(path, config_problem=None):
     """Read a checkpoint (the .npz file, or a run folder holding checkpoint.npz) into a Checkpoint.
 
-    Raises CheckpointError (one line naming the file) if it is missing, unreadable, or lacks an entry.
+    Raises CheckpointError (one line naming the file) if it is missing, unreadable, or lacks an entry, or if
+    `config_problem(config)` (e.g. presets.config_problem) says what is wrong with the config it holds.
     """
     path = Path(path)
     if path.is_dir():
@@ -126,7 +90,7 @@ def load(path):
         with np.load(path, allow_pickle=False) as npz:
             entries = {name: npz[name] for name in npz.files}  # read everything now: damage shows up here
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # np.load's ways of saying "not this"
-        raise CheckpointError(f"{damaged} ({_one_line(err)}); it is truncated or damaged") from None
+        raise CheckpointError(f"{damaged} ({one_line(err)}); it is truncated or damaged") from None
     try:
         version = int(entries["format"])
         if version != FORMAT:
@@ -139,11 +103,14 @@ def load(path):
             optimizer_state={k.removeprefix("optim/"): v for k, v in entries.items() if k.startswith("optim/")},
             arrays={k.removeprefix("array/"): v for k, v in entries.items() if k.startswith("array/")})
     except KeyError as err:
-        raise CheckpointError(f"{damaged}: the entry {_one_line(err)} is missing") from None
+        raise CheckpointError(f"{damaged}: the entry {one_line(err)} is missing") from None
     except (ValueError, TypeError) as err:  # bad JSON, or a value of the wrong kind
-        raise CheckpointError(f"{damaged} ({_one_line(err)})") from None
+        raise CheckpointError(f"{damaged} ({one_line(err)})") from None
     if not ckpt.params or not isinstance(ckpt.config, dict):
         raise CheckpointError(f"{damaged}: it holds no parameters or no config")
+    problem = config_problem(ckpt.config) if config_problem else None
+    if problem:
+        raise CheckpointError(f"{path}: {problem}; it was written by another version of minivae, or edited")
     return ckpt
 
 

@@ -61,10 +61,10 @@ def conv_vae(latent=2, posterior="logvar", recon="bce-prob", beta=1.0, rng=None,
         Dense(latent, features, **kw), ReLU(),
         Reshape(small),
         ConvTranspose2D(c3, c0, 3, stride=2, padding="same", **kw), ReLU(),
-        Conv2D(c0, 1, 3, padding="same", init="glorot", **kw),
+        Conv2D(c0, 1, 3, padding="same", init="lecun", **kw),
     ]
     if recon != "bce":
         decoder.append(Sigmoid())
     decoder.append(Flatten())
-    return VAE(input_dim=height * width, latent=latent, posterior=posterior, recon=recon, beta=beta,
-               encoder=encoder, decoder=Sequential(*decoder), encoder_dim=dense, **kw)
+    return VAE(encoder, Sequential(*decoder), features=dense, latent=latent, posterior=posterior, recon=recon,
+               beta=beta, **kw)

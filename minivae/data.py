@@ -1,88 +1,31 @@
-"""MNIST and Fashion-MNIST as NumPy arrays, found or downloaded safely.
+"""MNIST and Fashion-MNIST as NumPy arrays: reading the files, binarizing, and cutting batches.
 
 Both datasets come as four gzip-compressed IDX files (a tiny binary format: a magic number, the dimensions,
-then the raw uint8 values). `load` looks for a folder that holds all four files, in this order:
-
-    1. the `data_dir` argument (the training command's --data-dir),
-    2. the environment variable MINIVAE_DATA_DIR,
-    3. the per-user cache, $XDG_CACHE_HOME/minivae/<dataset> (by default ~/.cache/minivae/<dataset>),
-    4. for Fashion-MNIST, /usr/share/datasets/fashion-mnist (Debian's package dataset-fashion-mnist).
-
-For 1 and 2 either the folder with the files or a parent with a `<dataset>/` subfolder will do. If no folder
-has the files, the missing ones are downloaded into the cache from a list of mirrors. A download is streamed
-into a temporary file next to its target, checked against the SHA-256 in `SHA256`, and only then renamed onto
-the real name, so an interrupted or corrupted download never leaves a file that looks finished. Files found
-locally are not checksummed (Debian re-compressed its copy, so its bytes differ from upstream's); `read_idx`
-still checks that their structure is sound.
+then the raw uint8 values): 60,000 training and 10,000 test images of 28x28 pixels, and their labels.
+`load` reads them (download.py finds the files, or downloads them) into a Dataset of (N, 784) float32 images
+in [0, 1]; `batches` cuts an epoch into shuffled index batches; `binarize_batch` draws binary images.
 
 Everything here returns NumPy arrays; the training loop moves batches to the device itself. Every problem
 with the data raises DataError, whose message is one line saying what is wrong and what to do.
 """
 
 import gzip
-import hashlib
-import http.client
 import math
-import os
 import struct
-import sys
-import tempfile
-import urllib.request
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("mnist", "fashion-mnist")
+from minivae import download as downloads
+from minivae.download import DATASETS, FILES, DataError
+from minivae.files import one_line
+
+__all__ = ["BINARIZE", "DATASETS", "DataError", "Dataset", "batches", "binarize_batch", "load", "read_idx",
+           "tiny_dataset", "write_idx"]
+
 BINARIZE = ("none", "threshold", "dynamic")
-FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-         "t10k-labels-idx1-ubyte.gz")
-
-# Tried in order; a file's URL is the mirror followed by its name.
-MIRRORS = {
-    "mnist": [
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "https://storage.googleapis.com/cvdf-datasets/mnist/",
-        "http://yann.lecun.com/exdb/mnist/",
-    ],
-    "fashion-mnist": [
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-    ],
-}
-
-# SHA-256 of the files the mirrors serve. Fashion-MNIST's are the upstream files' (as listed by
-# tensorflow/datasets and keras), not those of Debian's re-compressed copy.
-SHA256 = {
-    "mnist": {
-        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-    },
-    "fashion-mnist": {
-        "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-        "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-        "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-        "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-    },
-}
-
-DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"  # where `apt install dataset-fashion-mnist` puts the files
-TIMEOUT = 30  # seconds a mirror may stay silent before we give up on it
-urlopen = urllib.request.urlopen  # module attribute, so tests can swap in their own opener
-
 _IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}  # labels (1 dimension), images (3 dimensions); dtype byte 0x08 = uint8
-
-
-class DataError(Exception):
-    """The data cannot be found, downloaded or read (the one-line message says why and what to do)."""
-
-
-def _one_line(err):
-    """An exception's text on one line, for messages built around it."""
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 # ---------------------------------------------------------------- IDX files
@@ -100,7 +43,7 @@ def read_idx(path):
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; check the path") from None
     except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError; a cut-off stream is an EOFError
-        raise DataError(f"{path}: not a readable gzip file ({_one_line(err)}); {fix}") from None
+        raise DataError(f"{path}: not a readable gzip file ({one_line(err)}); {fix}") from None
     if len(data) < 4:
         raise DataError(f"{path}: too short to be an IDX file ({len(data)} bytes); {fix}")
     (magic,) = struct.unpack(">I", data[:4])
@@ -133,104 +76,6 @@ def write_idx(path, array):
         f.write(header + np.ascontiguousarray(array).tobytes())
 
 
-# ---------------------------------------------------------------- finding the files
-
-def cache_dir(dataset):
-    """The per-user download folder: $XDG_CACHE_HOME/minivae/<dataset>, by default ~/.cache/minivae/<dataset>."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "minivae" / dataset
-
-
-def search_dirs(dataset, data_dir=None):
-    """The folders `load` looks in, in order (the first that holds all four files wins)."""
-    dirs = []
-    for given in (data_dir, os.environ.get("MINIVAE_DATA_DIR")):
-        if given:  # the folder with the files, or a parent with a <dataset>/ subfolder
-            dirs += [Path(given), Path(given) / dataset]
-    dirs.append(cache_dir(dataset))
-    if dataset == "fashion-mnist":
-        dirs.append(Path(DEBIAN_DIR))
-    return dirs
-
-
-def find_dir(dataset, data_dir=None):
-    """The first of search_dirs that holds all four files, or None."""
-    for folder in search_dirs(dataset, data_dir):
-        if all((folder / name).is_file() for name in FILES):
-            return folder
-    return None
-
-
-def _how_to_provide(dataset):
-    ways = f"to provide the files, pass --data-dir DIR, set MINIVAE_DATA_DIR=DIR, or put them in {cache_dir(dataset)}"
-    if dataset == "fashion-mnist":
-        return ways + ", or run `apt install dataset-fashion-mnist`"
-    return ways + ", or use --dataset fashion-mnist (Debian packages it: `apt install dataset-fashion-mnist`)"
-
-
-# ---------------------------------------------------------------- downloading
-
-def _fetch(url, target, sha256):
-    """Stream `url` into a temporary file beside `target`; rename it onto `target` only if the checksum matches.
-
-    Returns None on success or the reason for failure (one line). The temporary file is removed on every way out,
-    including Ctrl-C, so nothing half-written is ever left under the real name or beside it.
-    """
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urlopen(url, timeout=TIMEOUT) as response:
-            while chunk := response.read(1 << 16):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != sha256:
-            return f"checksum mismatch (got sha256 {digest.hexdigest()[:12]}...)"
-        os.replace(tmp, target)
-        return None
-    except (OSError, http.client.HTTPException, ValueError) as err:  # URLError and timeouts are OSErrors
-        return _one_line(err)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def download_missing(dataset, folder=None):
-    """Download the files `folder` (default: the cache folder) lacks, each checked against SHA256. Returns folder.
-
-    Mirrors are tried in order for each file; a checksum mismatch or a network error moves on to the next.
-    """
-    folder = Path(folder) if folder is not None else cache_dir(dataset)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DataError(f"cannot create the download folder {folder} ({_one_line(err)}); "
-                        f"{_how_to_provide(dataset)}") from None
-    for name in FILES:
-        target = folder / name
-        if target.is_file():
-            continue
-        failures = []  # (url, reason)
-        for mirror in MIRRORS[dataset]:
-            url = mirror + name
-            print(f"downloading {name} from {url} ...", file=sys.stderr, flush=True)
-            failure = _fetch(url, target, SHA256[dataset][name])
-            if failure is None:
-                break
-            failures.append((url, failure))
-        else:
-            missing = [n for n in FILES if not (folder / n).is_file()]
-            reasons = {reason for _, reason in failures}
-            if not failures:
-                why = "no mirrors"
-            elif len(reasons) == 1:  # offline, typically: say it once, not once per mirror
-                why = f"all {len(failures)} mirrors failed: {reasons.pop()}"
-            else:
-                why = "; ".join(f"{url}: {reason}" for url, reason in failures)
-            raise DataError(f"{dataset}: could not download {name} ({why}); still missing: {', '.join(missing)}; "
-                            f"{_how_to_provide(dataset)}")
-    return folder
-
-
 # ---------------------------------------------------------------- the dataset
 
 @dataclass
@@ -249,6 +94,7 @@ class Dataset:
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
     binarize: str = "none"
+    folder: str | None = None  # where the files were read from (None for a synthetic dataset)
 
 
 def binarize_batch(x, rng):
@@ -285,35 +131,47 @@ def _split_and_binarize(name, x_train, y_train, x_test, y_test, binarize, seed, 
     return data
 
 
-def load(dataset, data_dir=None, download=True, binarize="none", seed=0, validation=0.0):
-    """Load MNIST or Fashion-MNIST (see the module docstring for where the files are looked for).
+def load(dataset, data_dir=None, download=True, binarize="none", seed=0, validation=0.0, test_only=False):
+    """Load MNIST or Fashion-MNIST (download.py says where the files are looked for).
 
     dataset: "mnist" or "fashion-mnist". binarize: "none" (grayscale), "threshold" (x > 0.5) or "dynamic"
     (test and validation images drawn once as Bernoulli(x) with `seed`; training images left grayscale for
     binarize_batch). validation: the fraction of the training set split off, by a permutation seeded with
-    `seed`. Returns a Dataset; raises DataError (one line) when the files cannot be found, fetched or read.
+    `seed`. test_only: read only the two test files (the training arrays are then empty): all that evaluating
+    a trained model needs. Returns a Dataset; raises DataError (one line) when the files cannot be found,
+    fetched or read.
     """
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     _check_options(binarize, validation)  # before reading 50 MB, not after
-    folder = find_dir(dataset, data_dir)
-    if folder is None and download:
-        folder = download_missing(dataset)
-    if folder is None:  # name what is missing from the first folder that exists (the one the user meant)
-        dirs = search_dirs(dataset, data_dir)
-        closest = next((d for d in dirs if d.is_dir()), cache_dir(dataset))
-        missing = [name for name in FILES if not (closest / name).is_file()]
-        raise DataError(f"{dataset}: missing {', '.join(missing)} in {closest} (looked in {len(dirs)} folders; "
-                        f"downloading is off); {_how_to_provide(dataset)}")
-    x_train, y_train, x_test, y_test = (read_idx(folder / name) for name in FILES)
-    for images, labels, image_file, label_file in ((x_train, y_train, *FILES[:2]), (x_test, y_test, *FILES[2:])):
-        if images.shape[1:] != (28, 28) or images.ndim != 3:
-            raise DataError(f"{folder / image_file}: images of shape {images.shape[1:]}, expected 28x28")
-        if labels.ndim != 1 or len(labels) != len(images):
-            raise DataError(f"{folder / label_file}: {len(labels)} labels for {len(images)} images in "
-                            f"{image_file}; replace the pair with good copies")
-    return _split_and_binarize(dataset, _to_unit(x_train), y_train.astype(np.int64), _to_unit(x_test),
+    files = downloads.TEST_FILES if test_only else FILES
+    folder = downloads.locate(dataset, data_dir, download, files)
+    train_images, train_labels, test_images, test_labels = (folder / name for name in FILES)
+    x_test, y_test = _read_pair(test_images, test_labels)
+    if test_only:
+        x_train, y_train = np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)
+    else:
+        x_train, y_train = _read_pair(train_images, train_labels)
+    data = _split_and_binarize(dataset, _to_unit(x_train), y_train.astype(np.int64), _to_unit(x_test),
                                y_test.astype(np.int64), binarize, seed, validation)
+    data.folder = str(folder)
+    return data
+
+
+def _read_pair(image_path, label_path):
+    """An images file and its labels file, checked against each other: (N, 28, 28) and (N,) uint8."""
+    images, labels = read_idx(image_path), read_idx(label_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{image_path}: images of shape {images.shape[1:]}, expected 28x28; replace it with a "
+                        f"good copy")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(f"{label_path}: {len(labels)} labels for {len(images)} images in {image_path.name}; "
+                        f"replace the pair with good copies")
+    if len(images) == 0:
+        raise DataError(f"{image_path}: the file holds no images; replace it with a good copy")
+    if labels.max() > 9:
+        raise DataError(f"{label_path}: label {int(labels.max())} is not a class 0-9; replace it with a good copy")
+    return images, labels
 
 
 def _to_unit(images):

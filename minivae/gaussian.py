@@ -32,13 +32,14 @@ LOG_2PI = math.log(2 * math.pi)
 class LogvarGaussian:
     """q(z|x) parametrized by (mu, logvar). Forward `sample`, then `backward` with dL/dz."""
 
-    second = "logvar"  # name of the encoder's second head
+    scale_name = "logvar"  # what the encoder's second head outputs (and its parameters' name)
 
     def sample(self, mu, logvar, eps=None, rng=None):
         """z = mu + exp(0.5 logvar) * eps. eps ~ N(0, I) is drawn from rng (default: backend.rng) unless given,
         so a step can be replayed exactly. Returns z (B, latent)."""
         if eps is None:
-            eps = (backend.rng if rng is None else rng).standard_normal(mu.shape, dtype=mu.dtype)
+            generator = backend.rng if rng is None else rng  # a NumPy generator's draws go to the device
+            eps = backend.to_device(generator.standard_normal(mu.shape, dtype=mu.dtype))
         self.eps = eps
         self.std = backend.xp.exp(0.5 * logvar)
         return mu + self.std * eps
@@ -69,14 +70,15 @@ class LogvarGaussian:
 class SigmaGaussian:
     """q(z|x) parametrized by (mu, sigma), sigma straight from a linear layer (tutorial 001)."""
 
-    second = "sigma"
+    scale_name = "sigma"
     # The tutorial adds 1e-10 inside log(sigma^2) so that sigma = 0 does not give log(0) = -inf.
     LOG_FLOOR = 1e-10
 
     def sample(self, mu, sigma, eps=None, rng=None):
         """z = mu + sigma * eps. Returns z (B, latent)."""
         if eps is None:
-            eps = (backend.rng if rng is None else rng).standard_normal(mu.shape, dtype=mu.dtype)
+            generator = backend.rng if rng is None else rng  # a NumPy generator's draws go to the device
+            eps = backend.to_device(generator.standard_normal(mu.shape, dtype=mu.dtype))
         self.eps = eps
         return mu + sigma * eps
 

@@ -39,7 +39,8 @@ def init_weights(shape, fan_in, init, rng=None, dtype="float32"):
     """Initial weights on the current backend, for a layer summing `fan_in` inputs per output:
 
       'he'       N(0, 2 / fan_in)            keeps ReLU activations' variance from layer to layer
-      'glorot'   N(0, 1 / fan_in)            (LeCun-normal) the same for tanh, sigmoid and linear heads
+      'lecun'    N(0, 1 / fan_in)            LeCun-normal: the same for tanh, sigmoid and linear heads
+                 (not Glorot's, whose variance is 2 / (fan_in + fan_out))
       'uniform'  U(-1/sqrt(fan_in), 1/sqrt(fan_in)), variance 1 / (3 fan_in): PyTorch's default for its
                  Linear layers, and the default setup's choice (see presets.py for why)
       a number   N(0, number^2)              (the TF-Slim tutorial uses 0.1)
@@ -52,12 +53,12 @@ def init_weights(shape, fan_in, init, rng=None, dtype="float32"):
         return backend.to_device((rng.random(shape) * 2 - 1) * bound, dtype=dtype)
     if init == "he":
         scale = math.sqrt(2.0 / fan_in)
-    elif init == "glorot":
+    elif init == "lecun":
         scale = math.sqrt(1.0 / fan_in)
     elif isinstance(init, (int, float)) and not isinstance(init, bool):
         scale = float(init)
     else:
-        raise ValueError(f"unknown init {init!r}: use 'he', 'glorot', 'uniform' or a standard deviation")
+        raise ValueError(f"unknown init {init!r}: use 'he', 'lecun', 'uniform' or a standard deviation")
     return backend.to_device(rng.standard_normal(shape, dtype="float64") * scale, dtype=dtype)
 
 
@@ -66,7 +67,7 @@ class Dense(Layer):
 
     x: (B, in_dim), W: (in_dim, out_dim), b: (out_dim,), out: (B, out_dim).
 
-    Initialisation: W from `init_weights` ('he', 'glorot', 'uniform' or a standard deviation), b = 0.
+    Initialisation: W from `init_weights` ('he', 'lecun', 'uniform' or a standard deviation), b = 0.
     """
 
     def __init__(self, in_dim, out_dim, init="he", rng=None, dtype="float32"):
@@ -184,12 +185,12 @@ def mlp(sizes, activation="relu", last_activation=None, init=None, rng=None, dty
     """A Sequential of Dense layers through `sizes`, e.g. mlp([784, 400]) = Dense(784, 400) + ReLU.
 
     `activation` follows every Dense; `last_activation` (None for none) replaces it after the last one.
-    Without `init`, Dense layers followed by ReLU use He initialisation, the others Glorot.
+    Without `init`, Dense layers followed by ReLU use He initialisation, the others LeCun-normal.
     """
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         act = activation if i < len(sizes) - 2 else last_activation
-        layer_init = init if init is not None else ("he" if act == "relu" else "glorot")
+        layer_init = init if init is not None else ("he" if act == "relu" else "lecun")
         layers.append(Dense(n_in, n_out, init=layer_init, rng=rng, dtype=dtype))
         if act is not None:
             if act not in ACTIVATIONS:

@@ -204,7 +204,7 @@ def adam_reference_step(p, g, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8
     v = beta2 * v + (1 - beta2) * g**2
     m_hat = m / (1 - beta1**t)
     v_hat = v / (1 - beta2**t)
-    p = p - lr * m_hat / (backend.xp.sqrt(v_hat) + eps)
+    p = p - lr * m_hat / (v_hat**0.5 + eps)  # ** 0.5: sqrt for NumPy and CuPy arrays alike
     return p, m, v
 
 

@@ -20,20 +20,18 @@ Files are written atomically: the figure goes to a hidden temporary file in the 
 renamed over the target, so an interrupted run never leaves a half-written image. Figures are drawn with the
 Agg backend (no display needed) and closed after saving. Every function takes `figsize` (inches) and `dpi`; the
 image has figsize * dpi pixels (defaults are in quarter inches, so that this is a whole number).
+
+matplotlib and scipy are imported inside the functions that use them: together they take one to two seconds
+to import, which every command would otherwise pay before it even shows its --help.
 """
 
-import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import matplotlib
 import numpy as np
-from matplotlib.animation import PillowWriter
-from matplotlib.figure import Figure
-from scipy import stats
 
 from minivae.backend import to_numpy
+from minivae.files import atomic_path
 
 DPI = 100
 IMAGE_SHAPE = (28, 28)
@@ -43,32 +41,19 @@ IMAGE_SHAPE = (28, 28)
 
 
 @contextmanager
-def _atomic(path):
-    """Yield a temporary file name next to `path` (same extension); rename it onto `path` when all went well."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private (0600); an image is for everyone to read
-        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-@contextmanager
 def _figure(path, figsize, dpi):
     """A new figure to draw on, saved (atomically) to `path` unless that is None.
 
     A bare matplotlib Figure, not pyplot: it renders to files with no display and no GUI backend, and it
     leaves the user's own pyplot state alone (a notebook's inline plots keep working after importing us).
     """
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize, dpi=dpi)
     yield fig
     if path is not None:
-        with _atomic(path) as tmp:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi)
 
 
@@ -161,6 +146,8 @@ def manifold(decode, path, n=15, latent_dim=2, dims=(0, 1), quantiles=(0.05, 0.9
     d0, d1 = dims
     if d0 == d1 or not (0 <= d0 < latent_dim and 0 <= d1 < latent_dim):
         raise ValueError(f"dims must be two different latent dimensions below latent_dim={latent_dim}, got {dims}")
+    from scipy import stats
+
     values = stats.norm.ppf(np.linspace(quantiles[0], quantiles[1], n))
     labels = [f"{v:.2f}" for v in np.round(values, 2) + 0.0]  # + 0.0 turns -0.0 into 0.0
     z = np.zeros((n, n, latent_dim))
@@ -236,6 +223,8 @@ def _scatter_by_class(ax, points, labels, class_names):
         return
     labels = np.asarray(to_numpy(labels)).ravel()
     classes = np.unique(labels)
+    import matplotlib
+
     cmap = matplotlib.colormaps.get_cmap("tab10" if len(classes) <= 10 else "viridis")
     for i, c in enumerate(classes):
         colour = cmap(i if len(classes) <= 10 else i / (len(classes) - 1))
@@ -278,6 +267,8 @@ def latent_histograms(means, path, n=10, ncols=5, figsize=None, dpi=DPI):
     means: (N, d); min(n, d) panels, ncols per row. Expect the means to be narrower than the prior: each
     image's posterior also has its own spread, and the prior matches the means and that spread together.
     """
+    from scipy import stats
+
     means = np.asarray(to_numpy(means), dtype=float)
     n = min(n, means.shape[1])
     cols = min(ncols, n)
@@ -311,6 +302,8 @@ def loss_curves(history, path, figsize=(13.0, 4.0), dpi=DPI):
     """
     if not history:
         raise ValueError("loss_curves needs a history of at least one epoch")
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
     panels = [("loss", "Total loss"), ("recon", "Reconstruction term"), ("kl", "KL term (to the N(0, I) prior)")]
     with _figure(path, figsize, dpi) as fig:
@@ -321,6 +314,7 @@ def loss_curves(history, path, figsize=(13.0, 4.0), dpi=DPI):
                     ax.plot(*zip(*points, strict=True), style, markersize=3, label=split)
             ax.set_title(title)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no tick at 1.5
             ax.set_ylabel("loss (lower is better)")
             ax.grid(alpha=0.3)
             ax.legend()
@@ -362,8 +356,11 @@ def _animate(frames, titles, path, fps, figsize, dpi):
         ax = fig.add_subplot()
         shown = ax.imshow(frames[0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_axis_off()
+        from matplotlib.animation import PillowWriter
+
         writer = PillowWriter(fps=fps)
-        with _atomic(path) as tmp:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
             with writer.saving(fig, tmp, dpi):
                 for frame, title in zip(frames, titles, strict=True):
                     shown.set_data(frame)

@@ -1,15 +1,27 @@
 """The default setup and one preset per seed tutorial: every hyperparameter of a run in one flat dict.
 
-A config is plain data (strings, numbers, lists), so it goes into metrics.json and checkpoints as it is, and
-`build_model(config)` rebuilds the exact architecture from it. The training command starts from
-`DEFAULT`, overlays a preset, then any command-line option the user gave.
+A config is plain data (strings, numbers, lists), so it goes into metrics.json and checkpoints as it is.
+`build_model(config)` rebuilds the exact architecture from it and `build_optimizer(config, model)` its
+optimizer: the one way the commands, the demos and the tests make a model. The training command starts from
+`DEFAULT`, overlays a preset, then any command-line option the user gave. A config read from a file (a
+checkpoint) is checked first with `config_problem`: a file from another version of minivae, or edited by hand,
+is refused in one line rather than failing somewhere inside the model.
 """
 
 import copy
+import numbers
+
+from minivae import cli, seeds
+from minivae.data import BINARIZE, DATASETS
+from minivae.files import one_line
+from minivae.gaussian import POSTERIORS
+from minivae.layers import ACTIVATIONS
+from minivae.losses import RECONSTRUCTIONS
+from minivae.optim import OPTIMIZERS
 
 DEFAULT = {
     "dataset": "mnist",
-    "arch": "mlp",  # 'mlp', or 'conv' for the convnet of tutorial 003 (see conv.py)
+    "arch": "mlp",  # 'mlp', or 'conv' for the convnet of tutorial 003 (see convvae.py)
     "hidden": [400],  # encoder hidden sizes
     "decoder_hidden": None,  # None: the encoder's, reversed
     "latent": 20,
@@ -57,7 +69,7 @@ PRESETS = {
     # 003: Keras convnet (conv 32, conv 64 stride 2, conv 64, conv 64, dense 32; latent 2; decoder dense,
     # reshape, transposed conv, conv 1 filter sigmoid), BCE on probabilities, batch 16, 10 epochs. Its loss,
     # per-pixel-mean BCE - 5e-4 * mean(1 + logvar - mu^2 - exp(logvar)), is the ELBO divided by 784 with
-    # beta = 784 * 5e-4 * 2 / latent = 0.392 (see conv.py); Adam is blind to the overall scale, so beta 0.392
+    # beta = 784 * 5e-4 * 2 / latent = 0.392 (see convvae.py); Adam is blind to the overall scale, so beta 0.392
     # reproduces it. Pass --beta 1 for the plain ELBO.
     "keras-conv-2d": {
         "arch": "conv", "latent": 2, "recon": "bce-prob", "beta": 0.392, "optimizer": "adam", "lr": 1e-3,
@@ -74,6 +86,43 @@ SOURCES = {
 }
 
 
+ARCHS = ("mlp", "conv")
+INITS = ("uniform", "he", "lecun", None)  # or a number: the standard deviation
+CHOICES = {"dataset": DATASETS, "arch": ARCHS, "activation": tuple(ACTIVATIONS), "posterior": tuple(POSTERIORS),
+           "recon": tuple(RECONSTRUCTIONS), "optimizer": tuple(OPTIMIZERS), "binarize": BINARIZE}
+
+
+def config_problem(config):
+    """What makes `config` (read from a file) unusable, in words ("it lacks 'latent'"), or None if nothing:
+    every key of DEFAULT and a known preset, values among the known choices, sizes and rates in range."""
+    def whole(value, low):
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+    def sizes(value):
+        return isinstance(value, list) and all(whole(size, 1) for size in value)
+
+    def number(value):
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value  # not NaN
+
+    missing = [key for key in (*DEFAULT, "preset") if key not in config]
+    if missing:
+        return f"its config lacks {', '.join(map(repr, missing))}"
+    if config["preset"] not in PRESETS:
+        return f"its config names the preset {config['preset']!r}, which this minivae does not know"
+    for key, choices in CHOICES.items():
+        if config[key] not in choices:
+            return f"its config has {key} {config[key]!r}, which this minivae does not know (one of {choices})"
+    checks = {"latent": whole(config["latent"], 1), "batch_size": whole(config["batch_size"], 1),
+              "epochs": whole(config["epochs"], 0), "seed": whole(config["seed"], 0),
+              "hidden": sizes(config["hidden"]),
+              "decoder_hidden": config["decoder_hidden"] is None or sizes(config["decoder_hidden"]),
+              "lr": number(config["lr"]) and config["lr"] > 0, "beta": number(config["beta"]) and config["beta"] >= 0,
+              "validation": number(config["validation"]) and 0 <= config["validation"] < 1,
+              "init": config["init"] in INITS or (number(config["init"]) and config["init"] > 0)}
+    bad = [key for key, fine in checks.items() if not fine]
+    return f"its config has an unusable {bad[0]} ({config[bad[0]]!r})" if bad else None
+
+
 def config_for(preset="default", **overrides):
     """DEFAULT, then the preset, then the overrides whose value is not None."""
     if preset not in PRESETS:
@@ -84,9 +133,23 @@ def config_for(preset="default", **overrides):
 
 
 def build_model(config, rng=None, dtype="float32"):
-    """The VAE a config describes, with fresh weights drawn from rng (default: backend.rng)."""
-    from minivae.vae import VAE
+    """The VAE a config describes, with fresh weights drawn from rng (default: the config's seed, so the same
+    config always gives the same initial weights; see seeds.py). Sizes too big to allocate are a UsageError
+    naming them."""
+    try:
+        return _build_model(config, rng, dtype)
+    except (MemoryError, ValueError) as err:
+        if not cli.too_big(err):
+            raise
+        sizes = f"hidden {config['hidden']}, " if config["arch"] == "mlp" else ""
+        raise cli.UsageError(f"a model with {sizes}latent {config['latent']} does not fit in memory "
+                             f"({one_line(err)}); choose a smaller {'--hidden or ' * bool(sizes)}--latent") from None
 
+
+def _build_model(config, rng, dtype):
+    from minivae.vae import mlp_vae
+
+    rng = seeds.weights(config["seed"]) if rng is None else rng
     common = dict(latent=config["latent"], posterior=config["posterior"], recon=config["recon"],
                   beta=config["beta"], rng=rng, dtype=dtype)
     if config["arch"] == "conv":
@@ -95,5 +158,12 @@ def build_model(config, rng=None, dtype="float32"):
         return conv_vae(**common)
     if config["arch"] != "mlp":
         raise ValueError(f"unknown architecture {config['arch']!r}; choose 'mlp' or 'conv'")
-    return VAE(input_dim=784, hidden=config["hidden"], decoder_hidden=config["decoder_hidden"],
+    return mlp_vae(input_dim=784, hidden=config["hidden"], decoder_hidden=config["decoder_hidden"],
                activation=config["activation"], init=config["init"], **common)
+
+
+def build_optimizer(config, model):
+    """The optimizer a config names, over the model's parameters, with the config's learning rate."""
+    if config["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {config['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[config["optimizer"]](model.params, lr=config["lr"])

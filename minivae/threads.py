@@ -20,8 +20,6 @@ import os
 import queue
 import threading
 
-from threadpoolctl import threadpool_info, threadpool_limits
-
 MAX_DEFAULT = 4  # the default never exceeds this: a 650k-parameter update is only ~20 chunks of 32k to share
 
 
@@ -35,6 +33,8 @@ elementwise_threads = min(available_cores(), MAX_DEFAULT)  # threads `run` uses;
 
 def blas_threads():
     """The threads BLAS uses now (as threadpoolctl reports them; '?' if it finds no BLAS)."""
+    from threadpoolctl import threadpool_info  # here: only the commands need it, not `import minivae`
+
     counts = sorted({str(lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas"})
     return "/".join(counts) or "?"
 
@@ -100,6 +100,8 @@ class limit_threads:
         global elementwise_threads
         if n is not None and n < 1:
             raise ValueError(f"the number of threads must be at least 1, got {n}")
+        from threadpoolctl import threadpool_limits  # here: only the commands need it, not `import minivae`
+
         self.previous = elementwise_threads
         self.blas = threadpool_limits(limits=n, user_api="blas") if n is not None else None
         elementwise_threads = self.previous if n is None else n

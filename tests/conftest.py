@@ -1,25 +1,70 @@
-"""Shared fixtures: float64 arrays for gradient checks, and a CuPy backend that skips cleanly without a GPU."""
+"""Shared fixtures: the backend every test starts on, a CuPy backend that skips cleanly without a GPU, data
+folders that never reach the real network, and the `--backend` option.
 
+`python -m pytest --backend fake-cupy` runs every test on tests/fake_cupy.py, a strict stand-in for CuPy (no GPU
+needed): `backend.use("cupy")` loads it, and each test starts on it instead of NumPy. Only the modules that
+exercise array code run (BACKEND_SENSITIVE); tests marked `numpy_only` (about NumPy itself, e.g. its floating
+point warnings) are skipped.
+"""
+
+import urllib.request
+from pathlib import Path
+
+import fake_cupy
 import numpy as np
 import pytest
 
-from minivae import backend
+from minivae import backend, data, download
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# The test modules that run under --backend fake-cupy: the ones that compute with arrays. The others (plots,
+# data files, the command lines, demos) handle NumPy data on the host whatever the backend.
+BACKEND_SENSITIVE = {"test_backend.py", "test_layers.py", "test_losses.py", "test_gaussian.py", "test_vae.py",
+                     "test_optim.py", "test_gradcheck.py", "test_train.py", "test_checkpoint.py", "test_fake_cupy.py",
+                     "test_conv.py", "test_conv_vae.py"}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backend", choices=("numpy", "fake-cupy"), default="numpy",
+                     help="the array backend every test starts on: numpy, or fake-cupy (tests/fake_cupy.py, a "
+                          "strict stand-in for CuPy; runs only the backend-sensitive tests)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "numpy_only: a test about NumPy itself, skipped under --backend fake-cupy")
+    if config.getoption("--backend") == "fake-cupy":  # for the whole session, module-scoped fixtures included
+        backend.import_cupy = lambda: fake_cupy
+        backend.requested = "cupy"  # as MINIVAE_BACKEND=cupy: the commands run on it too
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--backend") != "fake-cupy":
+        return
+    def runs(item):
+        return item.path.name in BACKEND_SENSITIVE
+
+    config.hook.pytest_deselected(items=[item for item in items if not runs(item)])
+    items[:] = [item for item in items if runs(item)]
+    for item in items:
+        if item.get_closest_marker("numpy_only"):
+            item.add_marker(pytest.mark.skip(reason="about NumPy itself, not the backend"))
 
 
 @pytest.fixture(autouse=True)
-def numpy_backend():
-    """Every test starts on NumPy with a seeded generator, and leaves it that way."""
-    backend.use("numpy", 0)
+def start_backend(request):
+    """Every test starts on the --backend's array module (NumPy by default) with a seeded generator, and leaves
+    it that way."""
+    name = "cupy" if request.config.getoption("--backend") == "fake-cupy" else "numpy"
+    backend.use(name, 0)
     yield
-    backend.use("numpy", 0)
+    backend.use(name, 0)
 
 
 @pytest.fixture
 def gpu():
-    """Switch to CuPy for one test, or skip it when CuPy or a GPU is missing."""
+    """Switch to CuPy for one test (the fake under --backend fake-cupy), or skip it when CuPy or a GPU is missing."""
     try:
         backend.use("cupy", 0)
     except backend.BackendError as err:
@@ -30,3 +75,29 @@ def gpu():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def isolated_data(tmp_path, monkeypatch):
+    """No real environment leaks in: own HOME and cache, no MINIVAE_DATA_DIR, no Debian folder, no mirrors."""
+    monkeypatch.delenv("MINIVAE_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(download, "DEBIAN_DIR", str(tmp_path / "debian"))
+    monkeypatch.setattr(download, "MIRRORS", {"mnist": [], "fashion-mnist": []})
+    # An opener that ignores proxy variables, so 127.0.0.1 is reached directly.
+    monkeypatch.setattr(download, "urlopen", urllib.request.build_opener(urllib.request.ProxyHandler({})).open)
+
+
+def write_dataset(folder, n_train=20, n_test=10, seed=0):
+    """Write the four IDX files of a small random dataset into folder. Image i of train has pixel 0 = i."""
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    train = rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8)
+    train[:, 0, 0] = np.arange(n_train)
+    data.write_idx(folder / "train-images-idx3-ubyte.gz", train)
+    data.write_idx(folder / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, n_train, dtype=np.uint8))
+    data.write_idx(folder / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8))
+    data.write_idx(folder / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, n_test, dtype=np.uint8))
+    return folder

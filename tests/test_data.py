@@ -1,59 +1,19 @@
-"""Tests for minivae.data: IDX reading, where files are looked for, safe downloads, binarization, batches.
+"""Tests for minivae.data: IDX reading, loading, binarization, batches. (Finding files: test_download.py.)"""
 
-Nothing here touches the real network: every test starts with the mirror lists emptied, and the download
-tests serve files from a local HTTP server on 127.0.0.1.
-"""
-
-import functools
 import gzip
-import hashlib
-import http.server
-import re
-import socket
 import struct
-import threading
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA as SHARED
+from conftest import write_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minivae import data
 from minivae.data import DataError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """No real environment leaks in: own HOME and cache, no MINIVAE_DATA_DIR, no Debian folder, no mirrors."""
-    monkeypatch.delenv("MINIVAE_DATA_DIR", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "DEBIAN_DIR", str(tmp_path / "debian"))
-    monkeypatch.setattr(data, "MIRRORS", {"mnist": [], "fashion-mnist": []})
-    # An opener that ignores proxy variables, so 127.0.0.1 is reached directly.
-    monkeypatch.setattr(data, "urlopen", urllib.request.build_opener(urllib.request.ProxyHandler({})).open)
-
-
-def write_dataset(folder, n_train=20, n_test=10, seed=0):
-    """Write the four IDX files of a small random dataset into folder. Image i of train has pixel 0 = i."""
-    rng = np.random.default_rng(seed)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    train = rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8)
-    train[:, 0, 0] = np.arange(n_train)
-    data.write_idx(folder / "train-images-idx3-ubyte.gz", train)
-    data.write_idx(folder / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, n_train, dtype=np.uint8))
-    data.write_idx(folder / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8))
-    data.write_idx(folder / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, n_test, dtype=np.uint8))
-    return folder
-
-
-def sha256_of(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+pytestmark = pytest.mark.usefixtures("isolated_data")
 
 
 # ---------------------------------------------------------------- IDX files
@@ -105,60 +65,7 @@ def test_write_idx_refuses_values_outside_a_byte(tmp_path):
         data.write_idx(tmp_path / "x.gz", np.array([0, 256]))
 
 
-# ---------------------------------------------------------------- where files are looked for
-
-def test_search_dirs_order_is_data_dir_env_cache_then_debian(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINIVAE_DATA_DIR", str(tmp_path / "env"))
-    dirs = data.search_dirs("fashion-mnist", tmp_path / "arg")
-    assert dirs == [tmp_path / "arg", tmp_path / "arg" / "fashion-mnist", tmp_path / "env",
-                    tmp_path / "env" / "fashion-mnist", tmp_path / "cache" / "minivae" / "fashion-mnist",
-                    tmp_path / "debian"]
-
-
-def test_cache_defaults_to_home_dot_cache(tmp_path, monkeypatch):
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    assert data.cache_dir("mnist") == tmp_path / "home" / ".cache" / "minivae" / "mnist"
-
-
-def test_data_dir_beats_env(tmp_path, monkeypatch):
-    write_dataset(tmp_path / "arg")
-    write_dataset(tmp_path / "env")
-    monkeypatch.setenv("MINIVAE_DATA_DIR", str(tmp_path / "env"))
-    assert data.find_dir("mnist", tmp_path / "arg") == tmp_path / "arg"
-
-
-def test_env_beats_cache(tmp_path, monkeypatch):
-    write_dataset(tmp_path / "env")
-    write_dataset(data.cache_dir("mnist"))
-    monkeypatch.setenv("MINIVAE_DATA_DIR", str(tmp_path / "env"))
-    assert data.find_dir("mnist") == tmp_path / "env"
-
-
-def test_cache_used_when_nothing_else_given():
-    write_dataset(data.cache_dir("mnist"))
-    assert data.find_dir("mnist") == data.cache_dir("mnist")
-
-
-def test_parent_folder_with_dataset_subfolder_is_accepted(tmp_path, monkeypatch):
-    write_dataset(tmp_path / "arg" / "mnist")
-    write_dataset(tmp_path / "env" / "fashion-mnist")
-    monkeypatch.setenv("MINIVAE_DATA_DIR", str(tmp_path / "env"))
-    assert data.find_dir("mnist", tmp_path / "arg") == tmp_path / "arg" / "mnist"
-    assert data.find_dir("fashion-mnist") == tmp_path / "env" / "fashion-mnist"
-
-
-def test_debian_folder_is_used_for_fashion_mnist_only(tmp_path):
-    write_dataset(tmp_path / "debian")
-    assert data.find_dir("fashion-mnist") == tmp_path / "debian"
-    assert data.find_dir("mnist") is None
-
-
-def test_folder_missing_one_file_does_not_count(tmp_path):
-    write_dataset(tmp_path / "arg", n_train=7)
-    write_dataset(data.cache_dir("mnist"), n_train=9)
-    (tmp_path / "arg" / "t10k-labels-idx1-ubyte.gz").unlink()
-    assert len(data.load("mnist", tmp_path / "arg", download=False).x_train) == 9
-
+# ---------------------------------------------------------------- loading
 
 def test_load_gives_flat_float32_images_in_unit_range_and_int64_labels(tmp_path):
     ds = data.load("mnist", write_dataset(tmp_path / "d", n_train=20, n_test=10), download=False)
@@ -184,157 +91,6 @@ def test_unknown_dataset_raises_data_error():
 def test_unknown_binarization_raises_data_error():
     with pytest.raises(DataError, match="unknown binarization"):
         data.load("mnist", binarize="sometimes")
-
-
-# ---------------------------------------------------------------- offline
-
-def test_offline_message_names_missing_files_and_ways_to_provide_them():
-    with pytest.raises(DataError) as info:
-        data.load("mnist", download=False)
-    message = str(info.value)
-    assert "\n" not in message
-    assert "train-images-idx3-ubyte.gz" in message and "t10k-labels-idx1-ubyte.gz" in message
-    assert "--data-dir" in message and "MINIVAE_DATA_DIR" in message
-    assert str(data.cache_dir("mnist")) in message
-    assert "--dataset fashion-mnist" in message
-
-
-def test_offline_message_names_what_the_given_data_dir_lacks(tmp_path):
-    folder = write_dataset(tmp_path / "arg")
-    (folder / "train-images-idx3-ubyte.gz").unlink()
-    with pytest.raises(DataError, match=re.escape(f"missing train-images-idx3-ubyte.gz in {folder} ")):
-        data.load("mnist", folder, download=False)
-
-
-def test_offline_message_for_fashion_mentions_the_debian_package():
-    with pytest.raises(DataError, match="apt install dataset-fashion-mnist"):
-        data.load("fashion-mnist", download=False)
-
-
-# ---------------------------------------------------------------- downloads from a local server
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    """A local HTTP server serving tmp_path/www; yields (base URL, www folder)."""
-    www = tmp_path / "www"
-    www.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=www))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/", www
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
-
-
-@pytest.fixture
-def served(tmp_path, server, monkeypatch):
-    """Good files under www/good/, corrupted ones under www/bad/, the checksum table set to the good ones."""
-    base, www = server
-    good = write_dataset(www / "good", n_train=30)
-    bad = write_dataset(www / "bad", n_train=30, seed=1)
-    monkeypatch.setattr(data, "SHA256", {"mnist": {name: sha256_of(good / name) for name in data.FILES}})
-    return base, good, bad
-
-
-def cache_listing():
-    return sorted(p.name for p in data.cache_dir("mnist").iterdir())
-
-
-def test_download_verifies_and_renames_leaving_no_temp_files(served, monkeypatch, capsys):
-    base, good, _ = served
-    monkeypatch.setitem(data.MIRRORS, "mnist", [base + "good/"])
-    ds = data.load("mnist")
-    assert len(ds.x_train) == 30
-    assert cache_listing() == sorted(data.FILES)
-    assert all(sha256_of(data.cache_dir("mnist") / n) == sha256_of(good / n) for n in data.FILES)
-    err = capsys.readouterr().err
-    assert f"downloading train-images-idx3-ubyte.gz from {base}good/train-images-idx3-ubyte.gz ..." in err
-    assert err.count("downloading") == 4
-
-
-def test_checksum_mismatch_on_first_mirror_falls_back_to_second(served, monkeypatch):
-    base, good, _ = served
-    monkeypatch.setitem(data.MIRRORS, "mnist", [base + "bad/", base + "good/"])
-    data.load("mnist")
-    assert cache_listing() == sorted(data.FILES)
-    assert all(sha256_of(data.cache_dir("mnist") / n) == sha256_of(good / n) for n in data.FILES)
-
-
-def test_checksum_mismatch_on_all_mirrors_raises_and_leaves_no_file(served, monkeypatch):
-    base, _, _ = served
-    monkeypatch.setitem(data.MIRRORS, "mnist", [base + "bad/", base + "bad/"])
-    with pytest.raises(DataError, match="checksum mismatch") as info:
-        data.load("mnist")
-    assert "\n" not in str(info.value) and "--data-dir" in str(info.value)
-    assert cache_listing() == []
-
-
-def test_file_missing_on_all_mirrors_raises(served, monkeypatch):
-    base, _, _ = served
-    monkeypatch.setitem(data.MIRRORS, "mnist", [base + "nothing/", base + "neither/"])
-    with pytest.raises(DataError, match="404"):
-        data.load("mnist")
-    assert cache_listing() == []
-
-
-def test_refused_connection_raises_data_error(monkeypatch):
-    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setitem(data.MIRRORS, "mnist", [f"http://127.0.0.1:{port}/"])
-    with pytest.raises(DataError, match="could not download"):
-        data.load("mnist")
-    assert cache_listing() == []
-
-
-def test_offline_message_states_the_shared_reason_once_and_names_every_missing_file(monkeypatch):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setitem(data.MIRRORS, "mnist", [f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"])
-    with pytest.raises(DataError) as info:
-        data.load("mnist")
-    message = str(info.value)
-    assert "\n" not in message
-    assert "all 2 mirrors failed" in message and message.count("refused") == 1
-    assert "still missing: " + ", ".join(data.FILES) in message
-    assert "--data-dir DIR" in message and "MINIVAE_DATA_DIR" in message
-
-
-def test_only_missing_files_are_downloaded(served, monkeypatch, capsys):
-    base, good, _ = served
-    cache = data.cache_dir("mnist")
-    cache.mkdir(parents=True)
-    for name in data.FILES[:3]:
-        (cache / name).write_bytes((good / name).read_bytes())
-    monkeypatch.setitem(data.MIRRORS, "mnist", [base + "good/"])
-    data.load("mnist")
-    assert capsys.readouterr().err.count("downloading") == 1
-    assert cache_listing() == sorted(data.FILES)
-
-
-def test_interrupted_download_leaves_no_temp_file(monkeypatch):
-    class Interrupted:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def read(self, size):
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(data, "urlopen", lambda url, timeout: Interrupted())
-    monkeypatch.setitem(data.MIRRORS, "mnist", ["http://127.0.0.1:9/"])
-    with pytest.raises(KeyboardInterrupt):
-        data.load("mnist")
-    assert cache_listing() == []
 
 
 # ---------------------------------------------------------------- binarization and validation

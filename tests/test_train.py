@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from conftest import REPO, SHARED_DATA
 
-from minivae import checkpoint, data, evaluate, presets, train, vae
+from minivae import checkpoint, data, download, evaluate, presets, train, training, vae
+from minivae import metrics as run_metrics
 
 N_TRAIN, N_TEST, BATCH = 128, 48, 32  # 4 steps per epoch
 STEPS = N_TRAIN // BATCH
@@ -43,9 +44,9 @@ def offline(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("the tests never touch the network")
 
-    monkeypatch.setattr(data, "urlopen", refuse)
-    monkeypatch.setattr(data, "MIRRORS", {"mnist": [], "fashion-mnist": []})
-    monkeypatch.setattr(data, "DEBIAN_DIR", str(tmp_path / "no-debian"))
+    monkeypatch.setattr(download, "urlopen", refuse)
+    monkeypatch.setattr(download, "MIRRORS", {"mnist": [], "fashion-mnist": []})
+    monkeypatch.setattr(download, "DEBIAN_DIR", str(tmp_path / "no-debian"))
     monkeypatch.delenv("MINIVAE_DATA_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -106,6 +107,13 @@ def test_help_works_as_a_module():
     assert result.returncode == 0 and "--resume" in result.stdout
 
 
+def test_the_commands_import_neither_matplotlib_nor_scipy_before_they_draw():
+    # (they take a second or two to import: --help and a typo's error would wait for them)
+    code = "import sys, minivae.train, minivae.evaluate; print(sorted({'matplotlib', 'scipy'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
 def test_run_writes_metrics_checkpoint_and_figures(tiny_dir, tmp_path):
     out = tmp_path / "run"
     assert train.main(args(tiny_dir, out, "--plots")) == 0
@@ -115,7 +123,8 @@ def test_run_writes_metrics_checkpoint_and_figures(tiny_dir, tmp_path):
     for h in m["history"]:
         assert set(h) == {"epoch", "train", "test", "seconds"}
         assert set(h["train"]) == set(h["test"]) == {"loss", "recon", "kl"}
-    assert set(m["final"]) == {"test_elbo", "test_recon", "test_kl", "test_log_likelihood", "eval_samples"}
+    assert set(m["final"]) == {"test_elbo", "test_recon", "test_recon_constant", "test_kl", "test_log_likelihood",
+                              "eval_samples"}
     assert m["final"]["test_log_likelihood"] >= m["final"]["test_elbo"] - 5  # a bound, tighter on average
     assert checkpoint.load(out).epoch == 2
     assert FIGURES <= set(os.listdir(out))
@@ -134,6 +143,24 @@ def test_each_epoch_prints_one_line_and_the_end_a_summary(tiny_dir, tmp_path, ca
     assert len(epoch_lines) == 2
     assert re.match(r"epoch +2/2 +train [\d.]+ +test [\d.]+ \(recon [\d.]+ \+ KL [\d.]+\) +[\d.]+ s", epoch_lines[1])
     assert "ELBO" in lines[-1] and "log-likelihood" in lines[-1]
+
+
+def test_the_start_line_says_1_epoch_not_1_epochs(tiny_dir, tmp_path, capsys):
+    assert train.main(args(tiny_dir, tmp_path / "run", epochs=1)) == 0
+    assert ", 1 epoch, " in capsys.readouterr().out
+
+
+def test_epoch_line_shows_beta_times_kl_when_beta_is_not_1():
+    record = {"epoch": 1, "train": {"loss": 3.0}, "test": {"loss": 3.0, "recon": 2.0, "kl": 2.0}, "seconds": 1.0}
+    assert "(recon 2.00 + KL 2.00)" in training.epoch_line(record, {"beta": 1.0, "epochs": 1})
+    assert "(recon 2.00 + 0.5 x KL 2.00)" in training.epoch_line(record, {"beta": 0.5, "epochs": 1})
+
+
+def test_summary_writes_the_elbo_as_its_sum_with_the_gaussian_constant_of_mse():
+    final = {"test_elbo": -110.0, "test_recon": 50.0, "test_recon_constant": 40.0, "test_kl": 20.0,
+             "test_log_likelihood": None, "eval_samples": 0}
+    line = run_metrics.summary(final, 10, {"beta": 1.0})
+    assert "ELBO -110.00 nats = -(recon 50.00 + Gaussian constant 40.00 + KL 20.00)" in line
 
 
 def test_default_out_is_a_new_folder_under_runs_every_time(tiny_dir, tmp_path, monkeypatch):
@@ -265,7 +292,7 @@ def test_offline_without_arguments_is_one_line_exit_2(tmp_path, monkeypatch, cap
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setattr(data, "MIRRORS", {"mnist": [f"http://127.0.0.1:{port}/"], "fashion-mnist": []})
+    monkeypatch.setattr(download, "MIRRORS", {"mnist": [f"http://127.0.0.1:{port}/"], "fashion-mnist": []})
     monkeypatch.chdir(tmp_path)
     assert train.main([]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -324,6 +351,16 @@ def test_real_fashion_mnist_learns_in_two_hundred_steps(tmp_path):
 
 
 def test_default_importance_samples_are_fewer_for_the_slow_convnet():
-    assert evaluate.eval_samples_for(presets.config_for("default")) == 100
-    assert evaluate.eval_samples_for(presets.config_for("keras-conv-2d")) == 10
-    assert evaluate.eval_samples_for(presets.config_for("keras-conv-2d"), asked=50) == 50
+    assert run_metrics.eval_samples_for(presets.config_for("default")) == 100
+    assert run_metrics.eval_samples_for(presets.config_for("keras-conv-2d")) == 10
+    assert run_metrics.eval_samples_for(presets.config_for("keras-conv-2d"), asked=50) == 50
+
+
+def test_resuming_into_a_new_out_folder_leaves_a_run_that_can_be_resumed_there(tiny_dir, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train.main(args(tiny_dir, first, epochs=1)) == 0
+    assert train.main(["--resume", str(first), "--epochs", "1", "--out", str(second), "--no-plots",
+                       "--eval-samples", "0"]) == 0  # nothing to train: only evaluated
+    assert checkpoint.load(second).epoch == 1
+    assert train.main(["--resume", str(second), "--epochs", "2", "--no-plots", "--eval-samples", "0"]) == 0
+    assert checkpoint.load(second).epoch == 2 and checkpoint.load(first).epoch == 1

@@ -1,0 +1,104 @@
+"""How good is a trained VAE? The numbers the training command prints and the evaluate command reports.
+
+Two numbers, both in nats per test image (higher is better):
+
+* the ELBO, -(reconstruction + KL), with one sample of z per image: what training maximises (at beta = 1);
+* the importance-weighted estimate of log p(x) with K samples (VAE.log_likelihood): also a lower bound on
+  log p(x), but a tighter one; it is never below the ELBO on average, and approaches log p(x) as K grows.
+
+The training loss each epoch is the same single-sample quantity, recon + beta * KL, and every evaluation draws
+its noise from the same generator (seeds.TEST_NOISE), so epoch 3's test loss and epoch 4's differ only because
+the model changed. The noise for the ELBO is drawn on the host (NumPy), so CPU and GPU see the same draws; the
+importance samples are drawn on the device, so the two backends give close but not identical estimates there.
+"""
+
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from minivae import backend, cli, seeds
+from minivae.losses import gaussian_nll_constant
+
+EVAL_BATCH = 1000  # examples per forward pass when evaluating: no gradients, so bigger batches are fine
+IW_BATCH = 500  # the importance-weighted estimate decodes K times per batch: keep its working set smaller
+# The default K of the importance-weighted estimate. The convnet decodes ~1,100 images/s on a 2-core CPU, so
+# K = 100 over 10,000 test images would take ~15 minutes there; K = 10 takes ~1.5 (a looser bound).
+EVAL_SAMPLES = {"mlp": 100, "conv": 10}
+
+
+def eval_samples_for(config, asked=None):
+    """K for the log-likelihood: what the user asked for, else the architecture's default."""
+    return EVAL_SAMPLES.get(config["arch"], 100) if asked is None else asked
+
+
+def test_losses(model, x, seed, batch_size=EVAL_BATCH):
+    """Single-sample loss over all of x (host array, (N, 784)), in batches, without gradients.
+
+    Returns {"loss", "recon", "kl"}, means over x in nats per example, with loss = recon + beta * kl.
+    """
+    noise = seeds.generator(seed, seeds.TEST_NOISE)
+    recon_sum = kl_sum = 0.0
+    for start in range(0, len(x), batch_size):
+        batch = backend.to_device(x[start:start + batch_size])
+        eps = backend.to_device(noise.standard_normal((len(batch), model.latent), dtype=np.float32))
+        recon, kl = model.per_example_losses(batch, eps=eps)
+        recon_sum += float(recon.sum())  # float32 sums of at most batch_size terms, then added up in float64
+        kl_sum += float(kl.sum())
+    recon, kl = recon_sum / len(x), kl_sum / len(x)
+    return {"loss": recon + model.beta * kl, "recon": recon, "kl": kl}
+
+
+def mean_log_likelihood(model, x, k, seed, batch_size=IW_BATCH):
+    """Importance-weighted log p(x) with k samples (VAE.log_likelihood), averaged over x (host array, (N, D)):
+    one number, in nats per example."""
+    rng = seeds.device_generator(seed, seeds.IMPORTANCE)  # VAE.log_likelihood draws on the device
+    total = 0.0
+    starts = range(0, len(x), batch_size)
+    # K decodes of every test image can take minutes: show a bar (on a terminal only, like training's)
+    for start in tqdm(starts, desc=f"log-likelihood, K={k}", unit="batch", leave=False, file=sys.stderr,
+                      disable=None):
+        total += float(model.log_likelihood(backend.to_device(x[start:start + batch_size]), k=k, rng=rng).sum())
+    return total / len(x)
+
+
+def final_results(model, x_test, seed, eval_samples):
+    """The run's closing numbers, in nats per test image: the test ELBO at beta = 1 (whatever beta training
+    used) and its terms, and the IW log-likelihood with eval_samples samples (None if 0).
+
+    ELBO = -(recon + constant + KL). The constant is 0 except for squared error, which is the Gaussian
+    -log N(x; out, 1/2) less (D/2) log(pi) (losses.py): the ELBO puts it back so that it is a bound on log p(x).
+    """
+    losses = test_losses(model, x_test, seed)
+    constant = gaussian_nll_constant(x_test.shape[1]) if model.recon_name == "mse" else 0.0
+    elbo = -(losses["recon"] + constant + losses["kl"])
+    try:
+        ll = mean_log_likelihood(model, x_test, eval_samples, seed) if eval_samples > 0 else None
+    except (MemoryError, ValueError) as err:  # K decodes of a batch at once: a K too big to allocate
+        if not cli.too_big(err):
+            raise
+        raise cli.UsageError(f"{eval_samples} importance samples per image do not fit in memory; use a smaller "
+                             f"--eval-samples") from None
+    return {"test_elbo": elbo, "test_recon": losses["recon"], "test_recon_constant": constant,
+            "test_kl": losses["kl"], "test_log_likelihood": ll, "eval_samples": eval_samples}
+
+
+def all_finite(final):
+    """Whether every number of final_results is finite (a model with NaN weights gives NaN everywhere)."""
+    return all(np.isfinite(v) for v in final.values() if isinstance(v, float))
+
+
+def summary(final, n_test, config=None):
+    """The closing line: the ELBO as the sum it is, and the log-likelihood."""
+    terms = f"recon {final['test_recon']:.2f}"
+    if final.get("test_recon_constant"):
+        terms += f" + Gaussian constant {final['test_recon_constant']:.2f}"
+    line = f"test set ({n_test} images): ELBO {final['test_elbo']:.2f} nats = -({terms} + KL {final['test_kl']:.2f})"
+    if config is not None and config.get("beta", 1.0) != 1.0:
+        line += f" at beta 1 (trained with beta {config['beta']})"
+    if final["test_log_likelihood"] is not None:
+        line += (f"; log-likelihood >= {final['test_log_likelihood']:.2f} nats (importance-weighted, "
+                 f"K={final['eval_samples']})")
+    if not all_finite(final):
+        line += "; the model's weights hold NaN or infinity: this checkpoint is not usable"
+    return line
