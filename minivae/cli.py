@@ -67,10 +67,11 @@ def add_threads_option(parser):
 
 
 def limit_threads(n):
-    """Make BLAS (NumPy's matrix products) use at most n threads from now on (threadpoolctl)."""
-    from threadpoolctl import threadpool_limits  # here: only the commands need it, not `import minivae`
+    """Use at most n threads from now on, for BLAS (NumPy's matrix products) and for the optimizer's
+    elementwise passes (threads.py)."""
+    from minivae import threads
 
-    threadpool_limits(limits=n, user_api="blas")
+    threads.limit_threads(n)
 
 
 def user_errors():

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivae import backend, bench
+from minivae import backend
 from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
 from minivae.convvae import conv_vae
 from minivae.data import tiny_dataset
@@ -296,31 +296,6 @@ def test_a_few_hundred_adam_steps_drive_the_loss_down():
     p = np.clip(x_host.mean(axis=0), PROB_CLIP, 1 - PROB_CLIP)
     mean_image_bce = -(x_host * np.log(p) + (1 - x_host) * np.log(1 - p)).sum(axis=1).mean()
     assert last.recon < 0.8 * mean_image_bce, (last, mean_image_bce)
-
-
-def test_bench_conv_runs_and_reports_both_figures(capsys):
-    bench.main(["--model", "conv", "--batch-size", "2", "--repeats", "1", "--inner", "1"])
-    out = capsys.readouterr().out
-    assert "samples/s" in out and "epoch of 60,000" in out and "step/floor ratio:" in out
-
-
-def test_conv_matmul_floor_runs_every_product_of_a_step(monkeypatch):
-    model = small_model(dtype="float32")
-    x, eps = images(2, 36, dtype="float32"), backend.xp.zeros((2, 2), dtype="float32")
-    floor = bench.conv_matmul_floor(model, x, eps)
-    shapes, matmul = [], backend.xp.matmul
-
-    def counting(a, b, **kwargs):
-        shapes.append((a.shape, b.shape))
-        return matmul(a, b, **kwargs)
-
-    monkeypatch.setattr(backend.xp, "matmul", counting)
-    floor()
-    # forward and weight gradient of the 10 layers with weights (4 Conv2D and a Dense in the encoder, 2 heads,
-    # Dense, ConvTranspose2D and Conv2D in the decoder), plus the input gradients backward computes: all but the
-    # first Conv2D's, which nothing before it needs (9)
-    assert len(shapes) == 2 * 10 + 9
-    assert all(a[1] == b[0] for a, b in shapes)  # each one a well-formed product
 
 
 # ---- GPU ------------------------------------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
-"""Optimizers: Adam against a hand-computed reference, in-place updates, and state round trips."""
+"""Optimizers: Adam against a hand-computed reference and the textbook formulas, in-place updates, chunks and
+threads that change nothing, and state round trips."""
 
 import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from minivae import backend, optim
+from minivae import backend, optim, threads
 
 on_device, on_host = backend.to_device, backend.to_numpy
 
@@ -62,18 +65,55 @@ def test_optimizers_minimise_a_quadratic(name):
     assert np.abs(on_host(params["w"])).max() < 0.05
 
 
-def test_chunked_update_equals_a_whole_array_update(monkeypatch):
+def test_adam_equals_the_textbook_formulas_over_many_steps_to_float32_rounding():
     rng = np.random.default_rng(0)
-    start, grad = rng.standard_normal(1000), rng.standard_normal(1000)
+    shapes = {"W": (300, 70), "b": (70,), "tiny": (3,)}  # W spans several chunks
+    start = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    params = {k: on_device(a) for k, a in start.items()}
+    adam = optim.Adam(params, lr=1e-3)
+    ref = {k: [a.astype(np.float64), 0.0, 0.0] for k, a in start.items()}  # textbook p, m, v in float64
+    for t in range(1, 301):
+        scale = 10.0 ** rng.uniform(-4, 1)  # gradients of every size, as training sees them
+        grads = {k: (scale * rng.standard_normal(s)).astype(np.float32) for k, s in shapes.items()}
+        adam.step({k: on_device(g) for k, g in grads.items()})
+        for k, g in grads.items():
+            p, m, v = ref[k]
+            ref[k] = optim.adam_reference_step(p, g.astype(np.float64), m, v, t)
+    for k in shapes:
+        # 300 updates of ~lr each, every one rounded to float32 (~6e-8 relative): a few 1e-6 at most
+        np.testing.assert_allclose(on_host(params[k]), ref[k][0], rtol=0, atol=5e-6, err_msg=k)
+        for mine, textbook in zip(adam.moments(k), ref[k][1:]):  # sums of +-terms: error relative to the largest
+            np.testing.assert_allclose(on_host(mine), textbook, rtol=0, atol=1e-5 * np.abs(textbook).max(), err_msg=k)
+
+
+@settings(max_examples=25, deadline=None)
+@given(chunk=st.integers(1, 200), n_threads=st.integers(1, 4), sizes=st.lists(st.integers(0, 500), min_size=1,
+                                                                               max_size=4))
+def test_chunks_and_threads_do_not_change_the_update(chunk, n_threads, sizes):
+    rng = np.random.default_rng(0)
+    start = {f"p{i}": rng.standard_normal(n).astype(np.float32) for i, n in enumerate(sizes)}
+    grads = [{k: rng.standard_normal(a.shape).astype(np.float32) for k, a in start.items()} for _ in range(3)]
     results = []
-    for chunk in (64, 1 << 16):
-        monkeypatch.setattr(optim, "CHUNK", chunk)
-        params = {"w": on_device(start)}
+    for chunk_size, threads_used in ((1 << 20, 1), (chunk, n_threads)):
+        params = {k: on_device(a) for k, a in start.items()}
         opt = optim.Adam(params)
-        opt.step({"w": on_device(grad)})
-        opt.step({"w": on_device(-grad)})
-        results.append(on_host(params["w"]))
-    np.testing.assert_array_equal(*results)
+        with threads.limit_threads(threads_used), pytest.MonkeyPatch.context() as patch:
+            patch.setattr(optim, "CHUNK", chunk_size)
+            for g in grads:
+                opt.step({k: on_device(a) for k, a in g.items()})
+        results.append({k: on_host(a) for k, a in params.items()})
+    for k in start:
+        np.testing.assert_array_equal(results[0][k], results[1][k])
+
+
+def test_a_step_reads_the_gradient_arrays_it_is_given_not_those_of_the_first_step():
+    params = {"w": backend.xp.zeros(4)}
+    adam = optim.Adam(params, lr=0.1)
+    p, m, v = np.zeros(4), 0.0, 0.0
+    for t, g in enumerate([np.ones(4), -np.ones(4)], start=1):  # a new array each step
+        adam.step({"w": on_device(g)})
+        p, m, v = optim.adam_reference_step(p, g, m, v, t, lr=0.1)
+    np.testing.assert_allclose(on_host(params["w"]), p, rtol=1e-12)
 
 
 def test_state_dict_round_trip_resumes_exactly():
@@ -105,10 +145,10 @@ def test_moments_that_decay_into_subnormals_are_flushed_to_zero():
     grad = {"w": on_device(np.array([1.0, 0.0, 0.0], np.float32))}
     adam = optim.Adam(params)
     adam.step(grad)
-    adam.state["m"]["w"][1] = 1e-40  # a subnormal float32, as a dead unit's moment becomes
-    adam.state["v"]["w"][2] = 1e-35
+    adam.state["M"]["w"][1] = 1e-40  # a subnormal float32, as a dead unit's moment becomes
+    adam.state["V"]["w"][2] = 1e-35
     for _ in range(optim.FLUSH_EVERY):
         adam.step(grad)
-    m, v = on_host(adam.state["m"]["w"]), on_host(adam.state["v"]["w"])
+    m, v = on_host(adam.state["M"]["w"]), on_host(adam.state["V"]["w"])
     assert m[1] == 0 and v[2] == 0
     assert m[0] > 0.5  # live entries untouched
