@@ -1,6 +1,7 @@
 """minivae: a variational autoencoder in NumPy with every gradient written by hand.
 
-Reading order: backend -> layers -> gaussian -> losses -> optim -> vae -> gradcheck, then data and train.
+Reading order: backend -> layers -> gaussian -> losses -> optim -> vae -> gradcheck, then the rest as the
+README's "Reading order" lists it.
 """
 
 import os

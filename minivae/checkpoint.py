@@ -137,10 +137,11 @@ def restore(model, optimizer, ckpt):
     """
     _check_fit(ckpt.path, "parameter", "model", model.params, ckpt.params)
     if optimizer is not None:
+        saved = optimizer.from_older(ckpt.optimizer_state)  # an older minivae's names, translated
         state = optimizer.state_dict()
         _check_fit(ckpt.path, "entry", "optimizer", {k: np.asarray(backend.to_numpy(v)) for k, v in state.items()},
-                   ckpt.optimizer_state)
+                   saved)
     for name, param in model.params.items():
         param[...] = backend.to_device(ckpt.params[name], dtype=param.dtype)
     if optimizer is not None:
-        optimizer.load_state_dict(ckpt.optimizer_state)
+        optimizer.load_state_dict(saved)

@@ -98,6 +98,10 @@ class Optimizer:
             out |= {f"{s}.{k}": a for k, a in arrays.items()}
         return out
 
+    def from_older(self, saved):
+        """A state_dict saved by an older minivae, in this version's names (the same dict if nothing changed)."""
+        return saved
+
     def load_state_dict(self, saved):
         self.t = int(saved["t"])
         for s, arrays in self.state.items():
@@ -195,6 +199,18 @@ class Adam(Optimizer):
     def moments(self, name):
         """The textbook m and v of one parameter (new arrays): (1 - b1) M and (1 - b2) V."""
         return (1 - self.beta1) * self.state["M"][name], (1 - self.beta2) * self.state["V"][name]
+
+    def from_older(self, saved):
+        """minivae 0.1 saved the textbook m and v ('m.<name>', 'v.<name>'): as M = m / (1 - b1), V = v / (1 - b2)."""
+        if not any(key.startswith("m.") for key in saved):
+            return saved
+        renamed = {"t": saved["t"]}
+        for key, value in saved.items():
+            if key.startswith(("m.", "v.")):
+                moment, name = key.split(".", 1)
+                beta = self.beta1 if moment == "m" else self.beta2
+                renamed[f"{moment.upper()}.{name}"] = value / (1 - beta)
+        return renamed
 
 
 def adam_reference_step(p, g, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):

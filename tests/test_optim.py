@@ -152,3 +152,16 @@ def test_moments_that_decay_into_subnormals_are_flushed_to_zero():
     m, v = on_host(adam.state["M"]["w"]), on_host(adam.state["V"]["w"])
     assert m[1] == 0 and v[2] == 0
     assert m[0] > 0.5  # live entries untouched
+
+
+def test_adam_takes_the_textbook_moments_an_older_minivae_saved():
+    weights = np.linspace(-1, 1, 6, dtype=np.float32)
+    grads = {"w": on_device(np.linspace(0.5, -0.5, 6, dtype=np.float32))}
+    textbook = optim.Adam({"w": on_device(weights.copy())}, lr=1e-2)
+    textbook.step(grads)
+    m, v = textbook.moments("w")
+    older = {"t": 1, "m.w": on_host(m), "v.w": on_host(v)}  # minivae 0.1's names: the textbook m and v
+    resumed = optim.Adam({"w": on_device(weights.copy())}, lr=1e-2)
+    resumed.load_state_dict(resumed.from_older(older))
+    np.testing.assert_allclose(on_host(resumed.moments("w")[0]), on_host(m), rtol=1e-6)
+    np.testing.assert_allclose(on_host(resumed.moments("w")[1]), on_host(v), rtol=1e-6)
