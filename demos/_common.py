@@ -8,13 +8,17 @@ Kept small on purpose, so that each demo still reads top to bottom on its own. T
     --full                            the tutorial's full length
     --quick                           seconds, on data.tiny_dataset (synthetic strokes and blobs): no files needed
     --seed N                          default 0
+    --threads N                       CPU threads for the matrix products (default 1; see README.md)
+
+A mistake (a bad value, missing data, MINIVAE_BACKEND=cupy without a GPU, sizes that do not fit in memory)
+ends a demo with one line `error: ...` and exit 2, as it does the commands (cli.report_errors_in_one_line).
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from minivae import data, metrics, presets, run_figures, training
+from minivae import backend, cli, data, files, metrics, presets, run_figures, training
 from minivae.vae import count_params
 
 QUICK_TRAIN, QUICK_TEST = 256, 128  # --quick: the size of the synthetic dataset
@@ -31,29 +35,32 @@ def parser(name, doc):
     length = p.add_mutually_exclusive_group()
     length.add_argument("--full", action="store_true", help="train as long as the tutorial did")
     length.add_argument("--quick", action="store_true", help="a few seconds on a tiny synthetic dataset (for CI)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="default 0")
+    cli.add_threads_option(p)
     return p
 
 
 def parse(p):
-    """Parse the command line and create the output folder. A mistyped option is an error, except inside a
-    notebook kernel, which passes arguments of its own (-f kernel.json): those are ignored there."""
-    args = p.parse_known_args()[0] if "ipykernel" in sys.modules else p.parse_args()
+    """Parse the command line, make a user's mistake one line from now on, and check the backend
+    (MINIVAE_BACKEND) and set the threads before any work. A mistyped option is an error, except inside a
+    notebook kernel, which passes arguments of its own (-f kernel.json): those are ignored there, and the
+    kernel shows its exceptions as it likes."""
+    if "ipykernel" in sys.modules:
+        args = p.parse_known_args()[0]
+    else:
+        cli.report_errors_in_one_line()
+        args = p.parse_args()
+    backend.use_device()
+    cli.limit_threads(args.threads)
     args.out = Path(args.out)
-    args.out.mkdir(parents=True, exist_ok=True)
     return args
 
 
 def load(args, binarize="none"):
-    """The dataset the options ask for: the tiny synthetic one with --quick, else MNIST or Fashion-MNIST.
-    A dataset that cannot be found or downloaded ends the demo with one line on stderr (exit 2)."""
+    """The dataset the options ask for: the tiny synthetic one with --quick, else MNIST or Fashion-MNIST."""
     if args.quick:
         return data.tiny_dataset(QUICK_TRAIN, QUICK_TEST, seed=args.seed, binarize=binarize)
-    try:
-        return data.load(args.dataset, args.data_dir, binarize=binarize, seed=args.seed)
-    except data.DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    return data.load(args.dataset, args.data_dir, binarize=binarize, seed=args.seed)
 
 
 def class_names(dataset):
@@ -79,7 +86,12 @@ def fit(preset, dataset, args, epochs, out=None, **overrides):
           f"{config['batch_size']}, {epochs} epoch{'s' * (epochs != 1)} of {len(dataset.x_train):,} {dataset.name} "
           f"images", flush=True)
     out = Path(out or args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise cli.UsageError(f"cannot write to the output folder {out} ({files.one_line(err)}); "
+                             f"choose another --out") from None
+    files.remove_stale(out, "*")  # what a demo killed mid-save (SIGKILL) left
     state = training.RunState(data_folder=dataset.folder, dataset_fingerprint=training.fingerprint(dataset))
     training.train(model, optimizer, dataset, config, state, out)
     seconds = sum(h["seconds"] for h in state.history)

@@ -15,17 +15,21 @@ import sys
 
 import numpy as np
 
-from minivae import data, layers
+from minivae import cli, data, layers
 from minivae.optim import Adam
 from minivae.vae import mlp_vae
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--hidden", type=int, default=16)
-parser.add_argument("--latent", type=int, default=2)
-parser.add_argument("--batch", type=int, default=4)
-parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--hidden", type=cli.positive_int, default=16)
+parser.add_argument("--latent", type=cli.positive_int, default=2)
+parser.add_argument("--batch", type=cli.positive_int, default=4)
+parser.add_argument("--seed", type=cli.non_negative_int, default=0)
 # a notebook kernel passes arguments of its own (-f kernel.json): ignore those there, refuse typos elsewhere
-args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
+if "ipykernel" in sys.modules:
+    args = parser.parse_known_args()[0]
+else:
+    cli.report_errors_in_one_line()  # a size too big to allocate: one line, exit 2
+    args = parser.parse_args()
 
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 rng = np.random.default_rng(args.seed)
@@ -107,7 +111,7 @@ adam = Adam(model.params, lr=1e-3)
 before = model.params["decoder.2.b"].copy()
 adam.step(model.grads)
 show("g", "gradient of decoder.2.b", model.grads["decoder.2.b"])
-show("m", "0.9 m + 0.1 g", adam.state["m"]["decoder.2.b"])
-show("v", "0.999 v + 0.001 g^2", adam.state["v"]["decoder.2.b"])
+show("m", "0.9 m + 0.1 g", adam.moments("decoder.2.b")[0])
+show("v", "0.999 v + 0.001 g^2", adam.moments("decoder.2.b")[1])
 show("delta b", "-lr m_hat / (sqrt(v_hat) + eps)", model.params["decoder.2.b"] - before)
 print(f"\nloss after one update: {model.step(x, eps=eps).loss:.4f} (was {step_loss.loss:.4f})")

@@ -29,12 +29,20 @@ name = "numpy"
 rng = np.random.default_rng(0)  # the backend's random generator
 
 
+def import_cupy():
+    """Import CuPy. The one place that does: tests/conftest.py puts a stand-in here for `pytest --backend fake-cupy`."""
+    import cupy
+
+    return cupy
+
+
 def _load_cupy():
     try:
-        import cupy
+        cupy = import_cupy()
     except ImportError as err:
         raise BackendError(
-            f"CuPy is not installed ({err}); install it with `pip install -e .[gpu]` or use the NumPy backend"
+            f"CuPy is not installed ({err}); install it with `pip install -e .[gpu-cuda12]` (CUDA 12) or "
+            f"`.[gpu-cuda13]` (CUDA 13; `nvidia-smi` shows your CUDA version), or use the NumPy backend"
         ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()

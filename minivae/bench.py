@@ -1,29 +1,26 @@
-"""`python -m minivae.bench`: how fast is one training step, and how close to the floor?
+"""`python -m minivae.bench`: how fast is a training step, how close to its floor, and how fast against PyTorch?
 
-A training step of the 784-400-20 MLP VAE (forward, backward, Adam update) at batch 128, in float32, timed
-against the same step's matrix products alone: the eleven GEMMs that forward and backward must do (the first
-layer needs no input gradient). Those products are the floor for this model on this machine; everything else
-(activations, the loss, the sampler, the optimizer's elementwise passes) is overhead, and the ratio
-step/floor says how much. Times are medians over repeats, measured in one run, so the ratio is comparable
-across machines even when absolute times are not.
+    python -m minivae.bench                          # the default setup: 784-400-20 MLP VAE, batch 128, Adam
+    python -m minivae.bench --model conv             # tutorial 003's convnet VAE (preset keras-conv-2d), batch 16
+    python -m minivae.bench --against torch --threads 1    # and the same model in PyTorch, side by side
 
-`--model conv` does the same for the convolutional VAE of tutorial 003 (convvae.conv_vae: 550,629 parameters), at
-the tutorial's batch size 16 and at 128, and adds the projected time of one epoch of 60,000 images. Its floor
-is every Conv2D, ConvTranspose2D and Dense product of the step (one 2-D GEMM each, see conv.py) on the
-inputs the layers kept from a real step, written into preallocated outputs; im2col, col2im, padding and the
-elementwise passes are the overhead.
+One routine (`bench`) serves both models. It times, alternating the contenders within one run and taking
+medians over repeats (so that a burst of load from elsewhere hits all of them alike):
 
-On a machine where other busy processes share the cores, multithreaded BLAS can run many times slower (its
-threads wait for each other); OPENBLAS_NUM_THREADS=1 gives steadier figures there.
+* the training step: forward, backward and the Adam update, in float32, on a fixed batch;
+* its floor: the same step's matrix products alone (every Dense, Conv2D and ConvTranspose2D product of
+  forward and backward, one GEMM each, into preallocated outputs). Everything beyond them -- activations,
+  the loss, the sampler, the optimizer's elementwise passes, im2col -- is overhead, and step/floor says how
+  much. Ratios compare across machines; absolute times only on the same one;
+* with `--against torch`: the same model in PyTorch (`torch_twin`: layer for layer, with minivae's weights,
+  the same loss; torch.optim.Adam with its defaults), and a whole epoch of 60,000 images in both, including
+  the data handling (a permutation, then per step the batch's images and its sampler noise), and prints
+  minivae/torch for both. PyTorch is optional (`pip install -e .[bench]`), never needed by minivae.
 
-What it shows (2-core Xeon, OpenBLAS, quiet machine): the MLP step takes 3.7 ms against a 1.76 ms floor, a
-ratio of 2.1-2.2. The overhead is mostly Adam: 1.22 ms for 653k float32 parameters, i.e. 12 elementwise passes
-(read g, m, v, p; write m, v, p) that NumPy cannot fuse, already chunked to stay in cache and with the bias
-corrections folded into scalars; BLAS axpy in place of a multiply-add was measured no faster. Forward and
-backward add 0.6 ms beyond their GEMMs (0.23 ms of it the loss on 128 x 784 logits). A ratio near 1.4 would
-need fused elementwise kernels (compiled code, or CuPy's ElementwiseKernel on a GPU), which a NumPy-only
-library that people read line by line does not have. The conv VAE: 523 samples/s at batch 16 (115 s per
-epoch of 60,000), ratio 2.4; at batch 128, 519 samples/s, ratio 2.2.
+`--threads N` sets the threads of BLAS and of minivae's elementwise passes (threads.limit_threads) and
+torch.set_num_threads(N). On a machine where other busy processes share the cores, multithreaded figures
+can be many times slower (threads wait for each other): measure when it is quiet, and compare ratios.
+The images are random: a step's time does not depend on the pixel values.
 """
 
 import argparse
@@ -32,70 +29,64 @@ import time
 
 import numpy as np
 
-from minivae import backend, data
-from minivae.conv import Conv2D, ConvTranspose2D
-from minivae.convvae import conv_vae
-from minivae.layers import Dense
+from minivae import backend, data, presets, threads
+from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
+from minivae.layers import Dense, ReLU, Sigmoid, Tanh
 from minivae.optim import Adam
-from minivae.vae import mlp_vae
+from minivae.vae import count_params
+
+EPOCH = 60_000  # images in an MNIST epoch
+SETUPS = {  # --model: the preset it benchmarks, and the defaults of the timing loop
+    "mlp": dict(preset="default", repeats=15, epoch_steps=None),  # None: the whole epoch
+    "conv": dict(preset="keras-conv-2d", repeats=5, epoch_steps=200),
+}
 
 
-def _median_seconds(fn, repeats, inner):
-    """Median over `repeats` of the mean time of `inner` calls of fn (after a warm-up)."""
-    for _ in range(inner):
-        fn()
-    backend.xp.cuda.Device().synchronize() if backend.is_gpu() else None
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        if backend.is_gpu():
-            backend.xp.cuda.Device().synchronize()
-        times.append((time.perf_counter() - start) / inner)
-    return statistics.median(times)
+def positive_int(text):
+    """argparse type: an int >= 1 (so that 0 is refused, never quietly replaced by a default)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
 
 
-def dense_layers(model):
-    """Every Dense layer of the model, in forward order."""
-    inner = [*model.encoder.layers, model.mu_head, model.scale_head, *model.decoder.layers]
-    return [layer for layer in inner if isinstance(layer, Dense)]
+# ---------------------------------------------------------------- timing
+
+def alternate(contenders, repeats, inner, sync=None):
+    """Seconds per call of each function in `contenders` (name -> fn), one figure per round: after a warm-up
+    round, each of `repeats` rounds times `inner` calls of every contender in turn. sync() waits for a GPU."""
+    sync = sync or (lambda: None)
+    times = {name: [] for name in contenders}
+    for round_ in range(repeats + 1):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            sync()
+            if round_:  # round 0 warms up: first-touch of work arrays, BLAS and thread start-up
+                times[name].append((time.perf_counter() - start) / inner)
+    return times
+
+
+def layers_in_order(model):
+    """(layer, need_dx) for every layer of a VAE, in forward order; need_dx says whether backward computes
+    the layer's input gradient (the encoder skips it for layers with no parameters before them)."""
+    encoder = list(zip(model.encoder.layers, model.encoder.feeds_params))
+    return encoder + [(model.mu_head, True), (model.scale_head, True)] + [(a, True) for a in model.decoder.layers]
 
 
 def matmul_floor(model, x, eps):
-    """A function running exactly the step's matrix products: per Dense layer out = x @ W, dW = x.T @ dout
-    and (except for the first layer) dx = dout @ W.T, on the inputs one real step gave each layer."""
-    model.step(x, eps=eps)  # leaves each Dense layer's input in layer.x
-    layers = dense_layers(model)
-    douts = [backend.xp.ones((len(x), layer.out_dim), dtype=x.dtype) for layer in layers]
-
-    def products():
-        for i, (layer, dout) in enumerate(zip(layers, douts)):
-            layer.x @ layer.params["W"]
-            layer.x.T @ dout
-            if i > 0:
-                dout @ layer.params["W"].T
-
-    return products
-
-
-EPOCH = 60_000  # images in an MNIST epoch
-
-
-def conv_matmul_floor(model, x, eps):
-    """A function running exactly the matrix products of one step of a convolutional VAE, each into an output
-    allocated once: forward, weight gradient and (where backward computes it) input gradient of every Conv2D,
-    ConvTranspose2D and Dense layer, on the arrays that one real step left in each layer."""
+    """A function running exactly the matrix products of one training step, each into an output allocated
+    once: forward, weight gradient and (where backward computes it) input gradient of every Dense, Conv2D and
+    ConvTranspose2D layer, on the arrays that one real step left in each layer (see conv.py for the shapes)."""
     xp = backend.xp
-    model.step(x, eps=eps)  # leaves cols (Conv2D), x2 and the im2col of dout (ConvTranspose2D), x (Dense)
-    # The encoder's backward skips the input gradient of every layer with no parameters before it
-    # (Sequential.feeds_params: here the Reshape and the first Conv2D); the decoder computes them all.
-    layers = list(zip(model.encoder.layers, model.encoder.feeds_params))
-    layers += [(model.mu_head, True), (model.scale_head, True)]
-    layers += [(layer, True) for layer in model.decoder.layers]
+    model.step(x, eps=eps)  # leaves x (Dense), cols (Conv2D), x2 and the im2col of dout (ConvTranspose2D)
     products = []  # (a, b, out): out = a @ b
-    for layer, need_dx in layers:
-        if isinstance(layer, Conv2D):  # out = W2 @ cols, dW2 = dout2 @ cols.T, dcols = W2.T @ dout2
+    for layer, need_dx in layers_in_order(model):
+        if isinstance(layer, Dense):  # out = x @ W, dW = x.T @ dout, dx = dout @ W.T
+            W, dout = layer.params["W"], xp.ones((len(x), layer.out_dim), dtype=x.dtype)
+            pairs = [(layer.x, W), (layer.x.T, dout)] + [(dout, W.T)] * need_dx
+        elif isinstance(layer, Conv2D):  # out = W2 @ cols, dW2 = dout2 @ cols.T, dcols = W2.T @ dout2
             W2, cols = layer.params["W"].reshape(layer.out_channels, -1), layer.cols
             dout2 = xp.ones((W2.shape[0], cols.shape[1]), dtype=cols.dtype)
             pairs = [(W2, cols), (dout2, cols.T)]
@@ -107,9 +98,6 @@ def conv_matmul_floor(model, x, eps):
         elif isinstance(layer, ConvTranspose2D):  # cols = W2.T @ x2, dW2 = x2 @ dcols.T, dx2 = W2 @ dcols
             W2, x2, dcols = layer.params["W"].reshape(layer.in_channels, -1), layer.x2, layer.work["cols"]
             pairs = [(W2.T, x2), (x2, dcols.T)] + [(W2, dcols)] * need_dx
-        elif isinstance(layer, Dense):  # out = x @ W, dW = x.T @ dout, dx = dout @ W.T
-            W, dout = layer.params["W"], xp.ones((len(x), layer.out_dim), dtype=x.dtype)
-            pairs = [(layer.x, W), (layer.x.T, dout)] + [(dout, W.T)] * need_dx
         else:
             continue
         products += [(a, b, xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)) for a, b in pairs]
@@ -121,114 +109,266 @@ def conv_matmul_floor(model, x, eps):
     return run
 
 
-def data_seconds_per_epoch(batch_size, latent, n=EPOCH):
-    """One epoch of the training loop's host-side data work, as train.run_epoch does it: a permutation, then
-    per step the gather of the batch's images, its sampler noise, and the generator-state snapshot kept for
-    Ctrl-C. Median of 3 epochs, in seconds."""
-    x_train = np.random.default_rng(0).random((n, 784), dtype=np.float32)
+# ---------------------------------------------------------------- PyTorch, the same model
 
-    def epoch():
-        order, noise = np.random.default_rng([0, 1, 0]), np.random.default_rng([0, 1, 1])
-        for idx in data.batches(n, batch_size, order):
-            x_train[idx]
-            noise.standard_normal((len(idx), latent), dtype=np.float32)
-            snapshot = noise.bit_generator.state  # noqa: F841 (train.py keeps it for Ctrl-C)
+def torch_twin(model, device="cpu"):
+    """The same VAE in PyTorch, with the same weights: a module per minivae layer, the same sampler and loss.
+    Returns (module, loss) with loss(x, eps) the batch-mean loss as a 0-d tensor, like model.step's.
 
-    return _median_seconds(epoch, 3, 1)
+    Dense -> Linear (W transposed); Conv2D -> Conv2d, after a ZeroPad2d where Keras' 'same' pads unevenly;
+    ConvTranspose2D -> ConvTranspose2d and a crop of the same rows and columns. The loss: BCE with logits
+    ('bce') or BCE on probabilities clipped to [1e-7, 1 - 1e-7] like Keras ('bce-prob'), summed per example,
+    plus beta * KL, averaged over the batch; z = mu + exp(0.5 logvar) * eps with eps given."""
+    import torch
+    from torch import nn
+
+    def tensor(array):
+        return torch.from_numpy(np.ascontiguousarray(backend.to_numpy(array))).to(device)
+
+    class Crop(nn.Module):  # ((top, bottom), (left, right)) rows and columns off an NCHW image
+        def __init__(self, pads):
+            super().__init__()
+            self.pads = pads
+
+        def forward(self, x):
+            (top, bottom), (left, right) = self.pads
+            return x[:, :, top: x.shape[2] - bottom, left: x.shape[3] - right]
+
+    def twin(layer):
+        if isinstance(layer, Dense):
+            module = nn.Linear(layer.in_dim, layer.out_dim)
+            module.weight.data, module.bias.data = tensor(layer.params["W"].T), tensor(layer.params["b"])
+            return [module]
+        if isinstance(layer, (Conv2D, ConvTranspose2D)):  # layer.pads: set by the forward pass already run
+            (top, bottom), (left, right) = layer.pads
+            even = top == bottom and left == right
+            if isinstance(layer, Conv2D):
+                module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                   padding=(top, left) if even else 0)
+                modules = [module] if even else [nn.ZeroPad2d((left, right, top, bottom)), module]
+            else:
+                module = nn.ConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                            padding=(top, left) if even else 0, output_padding=layer.output_padding)
+                modules = [module] if even else [module, Crop(layer.pads)]
+            module.weight.data, module.bias.data = tensor(layer.params["W"]), tensor(layer.params["b"])
+            return modules
+        simple = {ReLU: nn.ReLU, Sigmoid: nn.Sigmoid, Tanh: nn.Tanh, Flatten: lambda: nn.Flatten(1)}
+        if type(layer) in simple:
+            return [simple[type(layer)]()]
+        if isinstance(layer, Reshape):
+            return [nn.Unflatten(1, layer.shape)]
+        raise ValueError(f"no PyTorch twin for {layer!r}")
+
+    if model.posterior.scale_name != "logvar" or model.recon_name not in ("bce", "bce-prob"):
+        raise ValueError("the PyTorch twin covers the logvar posterior and the 'bce' and 'bce-prob' losses")
+    net = nn.ModuleDict({
+        "encoder": nn.Sequential(*(m for layer in model.encoder.layers for m in twin(layer))),
+        "mu": twin(model.mu_head)[0], "logvar": twin(model.scale_head)[0],
+        "decoder": nn.Sequential(*(m for layer in model.decoder.layers for m in twin(layer))),
+    }).to(device)
+    beta, functional = model.beta, torch.nn.functional
+
+    def loss(x, eps):
+        h = net["encoder"](x)
+        mu, logvar = net["mu"](h), net["logvar"](h)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        out = net["decoder"](z).flatten(1)
+        if model.recon_name == "bce":
+            recon = functional.binary_cross_entropy_with_logits(out, x, reduction="sum")
+        else:
+            recon = functional.binary_cross_entropy(out.clamp(1e-7, 1 - 1e-7), x, reduction="sum")
+        kl = 0.5 * (mu * mu + logvar.exp() - 1 - logvar).sum()
+        return (recon + beta * kl) / len(x)
+
+    n_torch = sum(p.numel() for p in net.parameters())
+    if n_torch != count_params(model):
+        raise AssertionError(f"the PyTorch twin has {n_torch:,} parameters, minivae's model {count_params(model):,}")
+    return net, loss
 
 
-def bench_conv(batch, repeats, inner):
-    """Time a step of tutorial 003's conv VAE (Adam) and its matrix products at one batch size; print both."""
+# ---------------------------------------------------------------- one model, every figure
+
+def bench(args):
+    """Time the step of --model against its floor (and PyTorch's, with --against torch); print the figures."""
+    setup = SETUPS[args.model]
+    config = presets.config_for(setup["preset"], batch_size=args.batch_size, latent=args.latent,
+                                hidden=[args.hidden] if args.hidden else None)
+    batch, latent = config["batch_size"], config["latent"]
     rng = np.random.default_rng(0)
-    x = backend.to_device((rng.random((batch, 784)) < 0.3).astype(np.float32))
-    eps = backend.to_device(rng.standard_normal((batch, 2)).astype(np.float32))
-    model = conv_vae(rng=np.random.default_rng(0))
-    opt = Adam(model.params)
-
-    def train_step():
-        model.step(x, eps=eps)
-        opt.step(model.grads)
-
-    train_step()  # the first step allocates the layers' work arrays
-    start = time.perf_counter()
-    train_step()
-    inner = inner or max(1, round(0.3 / (time.perf_counter() - start)))  # default: ~0.3 s per timing
-    floor = conv_matmul_floor(model, x, eps)
+    x = backend.to_device(rng.random((batch, 784), dtype=np.float32))
+    eps = backend.to_device(rng.standard_normal((batch, latent), dtype=np.float32))
+    model = presets.build_model(config, rng=np.random.default_rng(0))
+    adam = Adam(model.params, lr=config["lr"])
+    # Adam alone, on copies and with a tiny rate: the same work, without pushing the model off with the
+    # same gradient applied hundreds of times.
     adam_alone = Adam({k: p.copy() for k, p in model.params.items()}, lr=1e-12)
-    step_s = _median_seconds(train_step, repeats, inner)
-    floor_s = _median_seconds(floor, repeats, inner)
-    part_s = {"forward+backward": _median_seconds(lambda: model.step(x, eps=eps), repeats, inner),
-              "adam": _median_seconds(lambda: adam_alone.step(model.grads), repeats, inner)}
-    step_s = min(step_s, _median_seconds(train_step, repeats, inner))  # re-time: noise only adds
-    floor_s = min(floor_s, _median_seconds(floor, repeats, inner))
-    n_params = sum(int(p.size) for p in model.params.values())
-    print(f"model 003 conv VAE ({n_params:,} parameters), batch {batch}, {backend.name}, "
-          f"{backend.xp.dtype(model.dtype).name}")
-    print(f"train step:         {step_s * 1e3:9.3f} ms   {1 / step_s:8.1f} steps/s   "
-          f"{batch / step_s:8.0f} samples/s")
-    print(f"epoch of {EPOCH:,}:    {EPOCH / batch * step_s:7.1f} s    (projected: {EPOCH / batch:.0f} steps)")
-    for name, seconds in part_s.items():
-        print(f"  {name + ':':18s}{seconds * 1e3:9.3f} ms")
-    print(f"matmul floor:       {floor_s * 1e3:9.3f} ms")
-    print(f"step/floor ratio: {step_s / floor_s:.2f}")
+    floor = matmul_floor(model, x, eps)  # also runs the step that fills the layers' work arrays
+    mu, scale = model.encode(x)
+    z = model.posterior.sample(mu, scale, eps)
+    out = model.decoder_output(z)
+
+    def step():
+        model.step(x, eps=eps)
+        adam.step(model.grads)
+
+    def sampler_and_kl():
+        model.posterior.sample(mu, scale, eps)
+        model.posterior.kl(mu, scale)
+        model.posterior.backward(z)
+
+    contenders = {"step": step, "floor": floor, "adam": lambda: adam_alone.step(model.grads),
+                  "loss": lambda: model.recon_fn(out, x, scale=1 / batch), "sampler": sampler_and_kl}
+    start = time.perf_counter()
+    step()
+    inner = args.inner or max(1, round(0.1 / (time.perf_counter() - start)))  # default: ~0.1 s per timing
+    torch_side = twin_contenders(model, config, x, eps, args) if args.against == "torch" else None
+    if torch_side:
+        contenders["torch step"] = torch_side["step"]
+    rounds = alternate(contenders, args.repeats or setup["repeats"], inner, sync)
+    seconds = {name: statistics.median(times) for name, times in rounds.items()}
+
+    xp = backend.xp
+    name = "MLP VAE " + "-".join(map(str, [784, *config["hidden"], latent])) if args.model == "mlp" else \
+        "conv VAE of tutorial 003"
+    print(f"model {name} ({count_params(model):,} parameters), batch {batch}, Adam lr {config['lr']:g}, "
+          f"{backend.name} {xp.dtype(model.dtype).name}, {threads_line(torch_side)}")
+    step_s = seconds["step"]
+    print(f"train step:   {step_s * 1e3:8.3f} ms   {1 / step_s:8.1f} steps/s   {batch / step_s:8.0f} samples/s")
+    parts = {"matrix products (the floor)": seconds["floor"], "Adam": seconds["adam"],
+             "reconstruction loss": seconds["loss"], "sampler and KL": seconds["sampler"]}
+    parts["everything else"] = step_s - sum(parts.values())
+    for part, part_s in parts.items():
+        print(f"  {part + ':':29s}{part_s * 1e3:8.3f} ms")
+    print(f"step/floor ratio: {step_s / seconds['floor']:.2f}")
+    if torch_side:
+        torch_s = seconds["torch step"]
+        print(f"torch step:   {torch_s * 1e3:8.3f} ms   {1 / torch_s:8.1f} steps/s   {batch / torch_s:8.0f} samples/s"
+              f"   ({torch_side['adam']})")
+        print(f"minivae/torch step ratio: {step_s / torch_s:.2f}")
+    epochs(model, adam, config, args, torch_side)
+
+
+def twin_contenders(model, config, x, eps, args):
+    """PyTorch's step and epoch for the same model, or None (with a note) when PyTorch cannot be imported."""
+    try:
+        import torch
+    except ImportError:
+        print("(PyTorch is not installed: no comparison. `pip install -e .[bench]` installs it.)")
+        return None
+    device = "cuda" if backend.is_gpu() else "cpu"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    net, loss = torch_twin(model, device)
+    opt = torch.optim.Adam(net.parameters(), lr=config["lr"])  # the defaults: foreach and fused left to torch
+    if device == "cuda":
+        _syncs.append(torch.cuda.synchronize)
+
+    def train_step(x, eps):
+        opt.zero_grad()  # set_to_none, the default
+        loss(x, eps).backward()
+        opt.step()
+
+    x_fixed, eps_fixed = (torch.from_numpy(backend.to_numpy(a)).to(device) for a in (x, eps))
+
+    def epoch(x_train, n_steps):
+        x_train = torch.from_numpy(x_train).to(device)
+        generator = torch.Generator(device).manual_seed(0)
+        order = torch.randperm(len(x_train), generator=generator, device=device)
+        for idx in order.split(config["batch_size"])[:n_steps]:
+            train_step(x_train[idx], torch.randn(len(idx), config["latent"], generator=generator, device=device))
+
+    return {"step": lambda: train_step(x_fixed, eps_fixed), "epoch": epoch, "version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "adam": f"torch.optim.Adam defaults: foreach={opt.defaults['foreach']}, "
+                    f"fused={opt.defaults['fused']}" + (", i.e. its single-tensor loop" * (device == "cpu"))}
+
+
+def epochs(model, adam, config, args, torch_side):
+    """An epoch of EPOCH images, data handling included, as train.run_epoch does it: a permutation, then per
+    step the gather of the batch's images, its sampler noise, the generator-state snapshot kept for Ctrl-C,
+    the step and the update. Timed whole, or from its first --epoch-steps steps; PyTorch's beside it.
+
+    Each round goes on training the same model, so the rounds show what changes as training goes: PyTorch,
+    which leaves subnormal floats alone, measured 35% slower per step from the second epoch of the default
+    setup on (6.7 -> 9.1 ms at 1 thread; 6.8 ms throughout with torch.set_flush_denormal(True)), while Adam
+    here flushes them (optim.py). The median of the rounds is the figure compared."""
+    batch, latent = config["batch_size"], config["latent"]
+    if args.data_dir:  # the real images; the time of a step does not depend on them, but training does
+        x_train = data.load("fashion-mnist", args.data_dir, download=False).x_train[:EPOCH].reshape(-1, 784)
+        x_train = np.ascontiguousarray(x_train, dtype=np.float32)
+    else:
+        x_train = np.random.default_rng(1).random((EPOCH, 784), dtype=np.float32)
+    x_device = backend.to_device(x_train)
+    n_steps = -(-EPOCH // batch)
+    timed = min(args.epoch_steps or SETUPS[args.model]["epoch_steps"] or n_steps, n_steps)
+
+    def epoch(with_steps=True):
+        order, noise = np.random.default_rng([0, 1, 0]), np.random.default_rng([0, 1, 1])
+        for idx in list(data.batches(EPOCH, batch, order))[:timed]:
+            x = x_device[backend.to_device(idx) if backend.is_gpu() else idx]
+            eps = backend.to_device(noise.standard_normal((len(idx), latent), dtype=np.float32))
+            snapshot = noise.bit_generator.state  # noqa: F841 (train.py keeps it for Ctrl-C)
+            if with_steps:
+                model.step(x, eps=eps)
+                adam.step(model.grads)
+
+    contenders = {"minivae": epoch, "data": lambda: epoch(with_steps=False)}
+    if torch_side:
+        contenders["torch"] = lambda: torch_side["epoch"](x_train, timed)
+    rounds = alternate(contenders, args.epoch_repeats, 1, sync)
+    rounds = {name: [t * n_steps / timed for t in times] for name, times in rounds.items()}
+    seconds = {name: statistics.median(times) for name, times in rounds.items()}
+    of = "" if timed == n_steps else f", projected from its first {timed}"
+    images = f"Fashion-MNIST from {args.data_dir}" if args.data_dir else "random images"
+    print(f"epoch of {EPOCH:,} {images} ({n_steps} steps{of}): {seconds['minivae']:.2f} s, of which shuffling and "
+          f"batching {seconds['data'] * 1e3:.0f} ms ({100 * seconds['data'] / seconds['minivae']:.1f}%); "
+          f"one after the other: {', '.join(f'{t:.2f}' for t in rounds['minivae'])} s")
+    if torch_side:
+        print(f"torch epoch: {seconds['torch']:.2f} s; one after the other: "
+              f"{', '.join(f'{t:.2f}' for t in rounds['torch'])} s")
+        print(f"minivae/torch epoch ratio: {seconds['minivae'] / seconds['torch']:.2f}")
+
+
+_syncs = []  # functions that wait for a GPU's queued work (CuPy's, PyTorch's)
+
+
+def sync():
+    for wait in _syncs:
+        wait()
+
+
+def threads_line(torch_side):
+    blas = threads.blas_threads()
+    line = f"threads: BLAS {blas}, elementwise {threads.elementwise_threads}"
+    return line + (f"; torch {torch_side['version']}, {torch_side['threads']} threads" if torch_side else "")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minivae.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("mlp", "conv"), default="mlp",
-                        help="mlp: the 784-400-20 VAE; conv: tutorial 003's convnet VAE at batch 16 and 128")
-    parser.add_argument("--batch-size", type=int, default=None, help="default 128 (mlp); 16 and 128 (conv)")
-    parser.add_argument("--hidden", type=int, default=400)
-    parser.add_argument("--latent", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=None, help="default 15 (mlp), 5 (conv)")
-    parser.add_argument("--inner", type=int, default=None, help="default 20 (mlp), ~0.3 s worth (conv)")
+    parser.add_argument("--model", choices=tuple(SETUPS), default="mlp",
+                        help="mlp: the default 784-400-20 VAE; conv: tutorial 003's convnet VAE (keras-conv-2d)")
+    parser.add_argument("--against", choices=("torch",), help="also time the same model in PyTorch, alternating")
+    parser.add_argument("--threads", type=positive_int, help="threads for BLAS, elementwise passes and torch")
+    parser.add_argument("--batch-size", type=positive_int, help="default: the preset's (128 mlp, 16 conv)")
+    parser.add_argument("--hidden", type=positive_int, help="mlp: hidden units (default 400)")
+    parser.add_argument("--latent", type=positive_int, help="default: the preset's (20 mlp, 2 conv)")
+    parser.add_argument("--repeats", type=positive_int, help="timing rounds (default 15 mlp, 5 conv)")
+    parser.add_argument("--inner", type=positive_int, help="calls per timing (default: ~0.1 s worth)")
+    parser.add_argument("--epoch-steps", type=positive_int, help="steps of the epoch timed (default all for mlp, "
+                        "200 for conv; the epoch's time is projected from them)")
+    parser.add_argument("--epoch-repeats", type=positive_int, default=3, help="epoch timing rounds (default 3)")
+    parser.add_argument("--data-dir", help="time epochs on Fashion-MNIST's training images from this folder "
+                        "(default: random images of the same size)")
     parser.add_argument("--device", choices=("cpu", "gpu"), help="default: as MINIVAE_BACKEND says, else cpu")
     args = parser.parse_args(argv)
     try:
         backend.use_device(args.device)
     except backend.BackendError as err:
         parser.exit(2, f"error: {err}\n")
-    if args.model == "conv":
-        for i, batch in enumerate([args.batch_size] if args.batch_size else [16, 128]):
-            print("\n" * (i > 0), end="")
-            bench_conv(batch, args.repeats or 5, args.inner)
-        return
-    args.batch_size, args.repeats, args.inner = args.batch_size or 128, args.repeats or 15, args.inner or 20
-    xp = backend.xp
-    rng = np.random.default_rng(0)
-    x = backend.to_device((rng.random((args.batch_size, 784)) < 0.3).astype(np.float32))
-    model = mlp_vae(hidden=(args.hidden,), latent=args.latent)
-    opt = Adam(model.params)
-    eps = backend.to_device(rng.standard_normal((args.batch_size, args.latent)).astype(np.float32))
-
-    def train_step():
-        model.step(x, eps=eps)
-        opt.step(model.grads)
-
-    floor = matmul_floor(model, x, eps)
-    # Adam alone, on copies and with a tiny rate: the same work, without pushing the model off with
-    # the same gradient applied hundreds of times.
-    adam_alone = Adam({k: p.copy() for k, p in model.params.items()}, lr=1e-12)
-    parts = {
-        "forward+backward": lambda: model.step(x, eps=eps),
-        "adam": lambda: adam_alone.step(model.grads),
-    }
-    step_s = _median_seconds(train_step, args.repeats, args.inner)
-    floor_s = _median_seconds(floor, args.repeats, args.inner)
-    part_s = {name: _median_seconds(fn, args.repeats, args.inner) for name, fn in parts.items()}
-    step_s = min(step_s, _median_seconds(train_step, args.repeats, args.inner))  # re-time: noise only adds
-    floor_s = min(floor_s, _median_seconds(floor, args.repeats, args.inner))
-    print(f"model 784-{args.hidden}-{args.latent} MLP VAE, batch {args.batch_size}, {backend.name}, "
-          f"{xp.dtype(model.dtype).name}")
-    print(f"train step:        {step_s * 1e3:8.3f} ms   {1 / step_s:8.1f} steps/s   "
-          f"{args.batch_size / step_s:10.0f} samples/s")
-    for name, seconds in part_s.items():
-        print(f"  {name + ':':17s}{seconds * 1e3:8.3f} ms")
-    print(f"matmul floor:      {floor_s * 1e3:8.3f} ms")
-    data_s, steps = data_seconds_per_epoch(args.batch_size, args.latent), -(-EPOCH // args.batch_size)
-    print(f"an epoch of {EPOCH:,}: {steps * step_s:.2f} s of steps; shuffling and batching {data_s * 1e3:.0f} ms more "
-          f"({100 * data_s / (steps * step_s + data_s):.1f}% of the epoch)")
-    print(f"step/floor ratio: {step_s / floor_s:.2f}")
+    if backend.is_gpu():
+        _syncs.append(backend.xp.cuda.Device().synchronize)
+    with threads.limit_threads(args.threads):
+        bench(args)
 
 
 if __name__ == "__main__":

@@ -74,10 +74,11 @@ def save(path, model, optimizer, config, epoch, step=0, history=(), rng_state=No
     return Path(path)
 
 
-def load(path):
+def load(path, config_problem=None):
     """Read a checkpoint (the .npz file, or a run folder holding checkpoint.npz) into a Checkpoint.
 
-    Raises CheckpointError (one line naming the file) if it is missing, unreadable, or lacks an entry.
+    Raises CheckpointError (one line naming the file) if it is missing, unreadable, or lacks an entry, or if
+    `config_problem(config)` (e.g. presets.config_problem) says what is wrong with the config it holds.
     """
     path = Path(path)
     if path.is_dir():
@@ -107,6 +108,9 @@ def load(path):
         raise CheckpointError(f"{damaged} ({one_line(err)})") from None
     if not ckpt.params or not isinstance(ckpt.config, dict):
         raise CheckpointError(f"{damaged}: it holds no parameters or no config")
+    problem = config_problem(ckpt.config) if config_problem else None
+    if problem:
+        raise CheckpointError(f"{path}: {problem}; it was written by another version of minivae, or edited")
     return ckpt
 
 
@@ -133,10 +137,11 @@ def restore(model, optimizer, ckpt):
     """
     _check_fit(ckpt.path, "parameter", "model", model.params, ckpt.params)
     if optimizer is not None:
+        saved = optimizer.from_older(ckpt.optimizer_state)  # an older minivae's names, translated
         state = optimizer.state_dict()
         _check_fit(ckpt.path, "entry", "optimizer", {k: np.asarray(backend.to_numpy(v)) for k, v in state.items()},
-                   ckpt.optimizer_state)
+                   saved)
     for name, param in model.params.items():
         param[...] = backend.to_device(ckpt.params[name], dtype=param.dtype)
     if optimizer is not None:
-        optimizer.load_state_dict(ckpt.optimizer_state)
+        optimizer.load_state_dict(saved)

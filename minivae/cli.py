@@ -1,8 +1,11 @@
-"""What every command shares: option types that refuse bad values, the --device option, and one-line errors.
+"""What every command shares: option types that refuse bad values, the --device and --threads options, and
+one-line errors.
 
-A user's mistake (a bad option, missing data, a damaged checkpoint, no GPU) must end a command with one line
-`error: ...` on stderr and exit code 2, never a traceback. `run(command, args)` is that rule, written once:
-each command's main() parses its options and hands the rest to it.
+A user's mistake (a bad option, missing data, a damaged checkpoint, no GPU, sizes that do not fit in memory, a
+folder that cannot be written) must end a command with one line `error: ...` on stderr and exit code 2, never
+a traceback. `explain(err)` says which exceptions those are and in what words; `run(command, args)` applies it
+to a command's main(), and `report_errors_in_one_line()` to a script's uncaught exceptions (the demos). Any
+other exception is a bug in minivae and keeps its traceback.
 """
 
 import argparse
@@ -51,6 +54,26 @@ def add_device_option(parser):
                         help="gpu runs on CuPy (default: as MINIVAE_BACKEND says, else cpu)")
 
 
+# One BLAS thread by default. These matrix products are small (a batch of 128 times 784 x 400), and on a busy
+# machine the threads of a multi-threaded BLAS mostly wait for each other: on 2 cores at load average 11-16,
+# an epoch of the default model on Fashion-MNIST took 9-14 s with one thread and 190-230 s with two (README.md).
+DEFAULT_THREADS = 1
+
+
+def add_threads_option(parser):
+    parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, metavar="N",
+                        help=f"CPU threads for the matrix products (default {DEFAULT_THREADS}; more rarely helps "
+                             f"these small products, and hurts on a busy machine)")
+
+
+def limit_threads(n):
+    """Use at most n threads from now on, for BLAS (NumPy's matrix products) and for the optimizer's
+    elementwise passes (threads.py)."""
+    from minivae import threads
+
+    threads.limit_threads(n)
+
+
 def user_errors():
     """The exceptions that mean 'the user must fix something', each with a one-line message."""
     from minivae import checkpoint, data  # here, not at the top: data and checkpoint import this module's friends
@@ -58,20 +81,56 @@ def user_errors():
     return (UsageError, data.DataError, checkpoint.CheckpointError, backend.BackendError)
 
 
+# How NumPy says that an array cannot even be allocated, besides MemoryError: sizes past what it can index.
+TOO_BIG = ("array is too big", "Maximum allowed dimension exceeded", "Maximum allowed size exceeded")
+
+
+def too_big(err):
+    """True if `err` is a failure to allocate an array: MemoryError, or NumPy's ValueError for absurd sizes."""
+    return isinstance(err, MemoryError) or (isinstance(err, ValueError) and any(s in str(err) for s in TOO_BIG))
+
+
+def explain(err):
+    """The one-line message for an exception the user can act on, or None for any other (a bug in minivae).
+
+    A user error (UsageError, DataError, CheckpointError, BackendError) and an OSError (a folder that cannot be
+    written, a full disk) carry their own message; an allocation failure gets a generic one (the commands catch
+    it earlier where they can say which option to change)."""
+    if isinstance(err, user_errors() + (OSError,)):
+        return one_line(err)
+    if too_big(err):
+        return "out of memory; try a smaller --batch-size or model"
+    return None
+
+
 def run(command, args):
-    """Call command(args) and return its exit code; a user's mistake becomes `error: ...` and exit 2, and an
-    OSError (a folder that cannot be written, a full disk) one line naming the file, also exit 2."""
+    """Call command(args) and return its exit code; an exception that `explain` knows becomes one line
+    `error: ...` and exit 2, and a Ctrl-C before any work worth saving (loading data, say) exit 130."""
     try:
         return command(args)
-    except user_errors() as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print("error: out of memory; try a smaller --batch-size or model", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # before any work worth saving (loading data, say)
+    except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Exception as err:
+        message = explain(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def report_errors_in_one_line():
+    """For scripts that do not go through `run` (the demos): from now on an uncaught exception that `explain`
+    knows ends the program with `error: ...` and exit 2, and Ctrl-C with one line and exit 130. Others keep
+    their traceback."""
+    def hook(kind, err, traceback):
+        if isinstance(err, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+            raise SystemExit(130)  # an exit raised in the hook is the program's exit code (CPython honours it)
+        message = explain(err) if isinstance(err, Exception) else None
+        if message is None:
+            return sys.__excepthook__(kind, err, traceback)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+    sys.excepthook = hook

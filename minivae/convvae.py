@@ -2,6 +2,7 @@
 
 from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
 from minivae.layers import Dense, ReLU, Sequential, Sigmoid
+from minivae.losses import LOGIT_RECONSTRUCTIONS
 from minivae.vae import VAE
 
 
@@ -14,7 +15,7 @@ def conv_vae(latent=2, posterior="logvar", recon="bce-prob", beta=1.0, rng=None,
              -> Dense(c3*H/2*W/2 -> dense) ReLU;  the VAE adds the two heads mu and logvar (Dense(dense -> latent))
     decoder: Dense(latent -> c3*H/2*W/2) ReLU -> Reshape(c3, H/2, W/2)
              -> ConvTranspose2D(c3 -> c0, 3x3, stride 2, same) ReLU -> Conv2D(c0 -> 1, 3x3, same)
-             -> Sigmoid (recon 'bce-prob' or 'mse'; none for 'bce', whose loss takes logits) -> Flatten
+             -> Sigmoid (recon 'bce-prob' or 'mse'; none for 'bce' and 'cb', whose losses take logits) -> Flatten
 
     With channels=(32, 64, 64, 64), dense=32 and 28x28 images: the encoder's last conv gives (64, 14, 14), 12,544
     features; the decoder's Dense "upsamples to the correct number of units", 12,544, and ConvTranspose2D takes
@@ -63,7 +64,7 @@ def conv_vae(latent=2, posterior="logvar", recon="bce-prob", beta=1.0, rng=None,
         ConvTranspose2D(c3, c0, 3, stride=2, padding="same", **kw), ReLU(),
         Conv2D(c0, 1, 3, padding="same", init="lecun", **kw),
     ]
-    if recon != "bce":
+    if recon not in LOGIT_RECONSTRUCTIONS:  # 'bce' and 'cb' take logits
         decoder.append(Sigmoid())
     decoder.append(Flatten())
     return VAE(encoder, Sequential(*decoder), features=dense, latent=latent, posterior=posterior, recon=recon,

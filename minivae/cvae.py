@@ -38,6 +38,9 @@ def _flat(a):
     return a.reshape(a.shape[0], math.prod(a.shape[1:]))
 
 
+LIKELIHOODS = ("bce", "bce-prob", "mse")  # the decoders whose mean is sigmoid(out) or out itself
+
+
 class CVAE:
     """A conditional VAE from an encoder and a decoder that take the one-hot class joined to their input.
 
@@ -49,8 +52,8 @@ class CVAE:
 
     def __init__(self, encoder, decoder, features, latent, classes, recon="bce", beta=1.0, head_init="lecun",
                  rng=None, dtype="float32"):
-        if recon not in RECONSTRUCTIONS:
-            raise ValueError(f"unknown reconstruction loss {recon!r}; choose one of {', '.join(RECONSTRUCTIONS)}")
+        if recon not in LIKELIHOODS:
+            raise ValueError(f"the CVAE's reconstruction loss is one of {', '.join(LIKELIHOODS)}, not {recon!r}")
         self.encoder, self.decoder = encoder, decoder
         self.latent, self.classes, self.beta, self.recon_name, self.dtype = latent, classes, beta, recon, dtype
         self.mu_head = Dense(features, latent, init=head_init, rng=rng, dtype=dtype)

@@ -17,8 +17,8 @@ from minivae import backend, checkpoint, cli, data, metrics, presets
 def evaluate_checkpoint(path, data_dir=None, eval_samples=None):
     """Load a checkpoint and its test set, print and return metrics.final_results. Errors are one-line
     exceptions (CheckpointError, DataError)."""
-    ckpt = checkpoint.load(path)
-    config = ckpt.config
+    ckpt = checkpoint.load(path, presets.config_problem)
+    config = presets.complete(ckpt.config)  # a checkpoint from before a config key existed: its default
     model = presets.build_model(config)
     checkpoint.restore(model, None, ckpt)
     dataset = data.load(config["dataset"], data_dir or recorded_data_folder(ckpt), binarize=config["binarize"],
@@ -49,13 +49,19 @@ def build_parser():
                         help="importance samples per image for the log-likelihood; 0 skips it "
                              "(default 100, 10 for the convnet)")
     cli.add_device_option(parser)
+    cli.add_threads_option(parser)
     return parser
 
 
 def evaluate(args):
     backend.use_device(args.device)
+    cli.limit_threads(args.threads)
     final = evaluate_checkpoint(args.checkpoint, args.data_dir, args.eval_samples)
-    return 0 if metrics.all_finite(final) else 1
+    if not metrics.all_finite(final):
+        print(f"error: {args.checkpoint}: the model's weights hold NaN or infinity, so this checkpoint is not usable; "
+              f"resume from an earlier one, or train again with a lower --lr", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv=None):

@@ -67,7 +67,8 @@ def _sync_folder(folder):
 
 
 def remove_stale(folder, name):
-    """Remove the temporary files that an interrupted write of `folder/name` left (SIGKILL, power loss).
+    """Remove the temporary files that an interrupted write of `folder/name` left (SIGKILL, power loss);
+    name "*" removes those of every file in the folder.
 
     Returns the paths removed."""
     stale = sorted(Path(folder).glob(f".{name}.*{TEMP_SUFFIX}*"))

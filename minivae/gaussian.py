@@ -38,7 +38,8 @@ class LogvarGaussian:
         """z = mu + exp(0.5 logvar) * eps. eps ~ N(0, I) is drawn from rng (default: backend.rng) unless given,
         so a step can be replayed exactly. Returns z (B, latent)."""
         if eps is None:
-            eps = (backend.rng if rng is None else rng).standard_normal(mu.shape, dtype=mu.dtype)
+            generator = backend.rng if rng is None else rng  # a NumPy generator's draws go to the device
+            eps = backend.to_device(generator.standard_normal(mu.shape, dtype=mu.dtype))
         self.eps = eps
         self.std = backend.xp.exp(0.5 * logvar)
         return mu + self.std * eps
@@ -62,8 +63,25 @@ class LogvarGaussian:
 
     @staticmethod
     def log_q(z, mu, logvar):
-        """log N(z; mu, exp(logvar)) summed over latent units: (B,)."""
-        return -0.5 * ((z - mu) ** 2 * backend.xp.exp(-logvar) + logvar + LOG_2PI).sum(axis=1)
+        """log N(z; mu, exp(logvar)) summed over latent units: (..., B) for z (..., B, latent)."""
+        return -0.5 * ((z - mu) ** 2 * backend.xp.exp(-logvar) + logvar + LOG_2PI).sum(axis=-1)
+
+    @staticmethod
+    def log_q_partials(z, mu, logvar):
+        """The partial derivatives of log q(z|x) = -0.5 sum((z - mu)^2 / var + logvar + log 2 pi), var = e^logvar,
+        with z, mu and logvar each held fixed in turn: (d/dz, d/dmu, d/dlogvar), each shaped like z.
+
+            d/dz = -(z - mu) / var;   d/dmu = (z - mu) / var;   d/dlogvar = 0.5 (z - mu)^2 / var - 0.5
+
+        When z = mu + std * eps itself depends on mu and logvar (the IWAE's log-weights), the total derivative
+        adds the path through z, which `backward` takes (dz/dmu = 1, dz/dlogvar = 0.5 std eps); with
+        z - mu = std eps the two paths give
+            total d/dmu     = -(z - mu)/var + (z - mu)/var = 0
+            total d/dlogvar = -(std eps / var) 0.5 std eps + 0.5 eps^2 - 0.5 = -0.5
+        (log q(z(eps)|x) = -0.5 sum(eps^2 + logvar + log 2 pi): only the log-determinant remains).
+        """
+        precision_gap = (z - mu) * backend.xp.exp(-logvar)  # (z - mu) / var
+        return -precision_gap, precision_gap, 0.5 * (z - mu) * precision_gap - 0.5
 
 
 class SigmaGaussian:
@@ -76,7 +94,8 @@ class SigmaGaussian:
     def sample(self, mu, sigma, eps=None, rng=None):
         """z = mu + sigma * eps. Returns z (B, latent)."""
         if eps is None:
-            eps = (backend.rng if rng is None else rng).standard_normal(mu.shape, dtype=mu.dtype)
+            generator = backend.rng if rng is None else rng  # a NumPy generator's draws go to the device
+            eps = backend.to_device(generator.standard_normal(mu.shape, dtype=mu.dtype))
         self.eps = eps
         return mu + sigma * eps
 
@@ -96,14 +115,27 @@ class SigmaGaussian:
 
     @staticmethod
     def log_q(z, mu, sigma):
-        """log N(z; mu, sigma^2) summed over latent units: (B,)."""
+        """log N(z; mu, sigma^2) summed over latent units: (..., B) for z (..., B, latent)."""
         var = sigma * sigma
-        return -0.5 * ((z - mu) ** 2 / var + backend.xp.log(var) + LOG_2PI).sum(axis=1)
+        return -0.5 * ((z - mu) ** 2 / var + backend.xp.log(var) + LOG_2PI).sum(axis=-1)
+
+    @staticmethod
+    def log_q_partials(z, mu, sigma):
+        """Partial derivatives of log q(z|x) = -0.5 sum((z - mu)^2 / sigma^2 + log sigma^2 + log 2 pi), each of
+        z, mu, sigma held fixed in turn: (d/dz, d/dmu, d/dsigma), each shaped like z.
+
+            d/dz = -(z - mu) / sigma^2;   d/dmu = (z - mu) / sigma^2;   d/dsigma = (z - mu)^2 / sigma^3 - 1/sigma
+
+        With z = mu + sigma eps the path through z (dz/dmu = 1, dz/dsigma = eps) makes the totals 0 and
+        -(sigma eps / sigma^2) eps + eps^2 / sigma - 1/sigma = -1/sigma.
+        """
+        precision_gap = (z - mu) / (sigma * sigma)
+        return -precision_gap, precision_gap, (z - mu) * precision_gap / sigma - 1.0 / sigma
 
 
 POSTERIORS = {"logvar": LogvarGaussian, "sigma": SigmaGaussian}
 
 
 def log_prior(z):
-    """log N(z; 0, I) summed over latent units: (B,)."""
-    return -0.5 * (z * z + LOG_2PI).sum(axis=1)
+    """log N(z; 0, I) summed over latent units: (..., B) for z (..., B, latent). Its gradient d/dz is -z."""
+    return -0.5 * (z * z + LOG_2PI).sum(axis=-1)

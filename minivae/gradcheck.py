@@ -1,17 +1,36 @@
 """Gradient checking: compare every hand-written backward pass with central finite differences.
 
-    numeric df/dx_i = (f(x + h e_i) - f(x - h e_i)) / (2h)        error O(h^2), run in float64
+    numeric df/dx_i = g_h = (f(x + h e_i) - f(x - h e_i)) / (2h)        error O(h^2), run in float64
 
 `check_layer` turns a layer into a scalar function by projecting its output on a fixed random array R,
 f(x) = sum(forward(x) * R), so that backward(R) must equal df/dx, and each parameter's grads df/dparam.
-`python -m minivae.gradcheck` runs the checks on every op of the library and prints a table of the largest
-relative error of each; it exits with status 1 if any exceeds 1e-6.
+`check_function` does the same for a function that returns its own gradients, `check_model` for a VAE's loss.
+Gradients must be overwritten, never accumulated: before the analytic gradients are taken, every `grads` array
+is filled with noise and backward (or `model.step`) runs twice; the second call's results are the ones checked.
 
 How far can a numeric gradient be trusted? Its truncation error grows like h^2 and its rounding error like
-1e-16 |f| / h. So we compute it twice, with h and 2h: the truncation error of the second is 4x the first's,
-and their gap measures the numeric error itself. A difference between analytic and numeric gradient smaller
-than that gap (plus the rounding) is noise and counts as agreement; every larger one is judged relatively.
+u |f| / h (u = 1.1e-16, float64's unit roundoff). So each entry is computed twice, with h and 2h, and given an
+error bound
+    e_i = |g_h - g_2h|  +  1e-12 * max(1, |f|) / h
+The first term is 3x g_h's truncation error (g_2h's is 4x g_h's). The second is the rounding of the two
+evaluations of f, with 1e-12 ~ 10^4 u: f sums hundreds of terms, each rounded, and the margin is generous.
+
+The pass rule, exactly as `main` applies it. For every checked array (an input or a parameter):
+  1. entries where the analytic and numeric gradients differ by at most e_i agree (finite differences cannot
+     tell them apart);
+  2. the verdict is the largest relative error of the other entries, |a_i - n_i| / max(|a_i| + |n_i|, 1e-4 * S)
+     with S the largest |a_j| + |n_j| of the array (so an entry 10^4 times smaller than the rest is measured
+     against the array's scale); 0 when every entry agrees, inf when a gradient is not finite;
+  3. a check fails when its largest verdict exceeds TOLERANCE = 1e-6, or when it raises.
+The table also prints the raw relative error (step 2 with e_i = 0) to show the finite differences' own noise;
+it decides nothing. `python -m minivae.gradcheck` exits 1 when any check fails, 0 otherwise.
+
+The table is gradcheck_table.py: one small named check per branch of every backward (its docstring says how
+to add a row). A planted one-line mistake in any backward must make some row fail;
+tests/test_gradcheck_mistakes.py plants 38 of them.
 """
+
+import time
 
 import numpy as np
 
@@ -19,15 +38,18 @@ from minivae import backend
 
 TOLERANCE = 1e-6
 # The finite-difference step. Smaller is not better: truncation shrinks like h^2 but rounding grows like 1/h,
-# and f sums many terms (logits of 40 make |f| ~ 500). Measured on this library's table: h = 1e-6 is
-# rounding-limited (errors 2e-6 with logits of +-40), 1e-4 truncation-limited; 3e-5 keeps every check < 1e-7.
+# and f sums many terms (logits of 40 make |f| ~ 500). h = 1e-6 is rounding-limited on this library's ops,
+# 1e-4 truncation-limited; at 3e-5 the raw errors of the table's rows lie between 1e-11 and 2e-6. Rows whose
+# inputs sit within 3e-5 of a kink or a floor (the clip of bce_probs, sigma near 0) pass a smaller h of their own.
 STEP = 3e-5
+ROUNDING = 1e-12  # the rounding term's factor: ~10^4 times float64's unit roundoff (see the module docstring)
+SMALL_ENTRY = 1e-4  # entries below this fraction of an array's largest gradient are judged against that scale
 
 
 def numerical_grad(f, x, h=None):
     """Central-difference gradient of the scalar function f() with respect to the array x, changed in place
     (and restored) element by element. x should be float64; f takes no arguments and reads x itself.
-    h defaults to STEP."""
+    h defaults to STEP. Returns an array shaped like x."""
     h = STEP if h is None else h
     xp = backend.xp
     grad = xp.zeros_like(x)
@@ -44,26 +66,29 @@ def numerical_grad(f, x, h=None):
 
 
 def numerical_grad_with_error(f, x, h=None):
-    """The numeric gradient and, per entry, how far it can be off: |g(h) - g(2h)| (truncation; g(2h)'s is 4x
-    g(h)'s, so this is 3x g(h)'s own) plus 1e-12 max(1, |f|) / h (rounding, with a 100x margin)."""
+    """The numeric gradient g_h and, per entry, its error bound e = |g_h - g_2h| + ROUNDING * max(1, |f|) / h
+    (see the module docstring). Both shaped like x."""
     h = STEP if h is None else h
     grad = numerical_grad(f, x, h)
-    error = backend.xp.abs(grad - numerical_grad(f, x, 2 * h)) + 1e-12 * max(1.0, abs(float(f()))) / h
+    error = backend.xp.abs(grad - numerical_grad(f, x, 2 * h)) + ROUNDING * max(1.0, abs(float(f()))) / h
     return grad, error
 
 
-def rel_error(analytic, numeric, numeric_error=0.0, floor=1e-4):
+def rel_error(analytic, numeric, numeric_error=0.0, floor=SMALL_ENTRY):
     """Largest elementwise relative error:  max_i |a_i - n_i| / max(|a_i| + |n_i|, floor * scale),
-    with scale the largest |a_j| + |n_j| of the array. 0 for identical arrays, 1 for opposite signs.
+    with scale the largest |a_j| + |n_j| of the array. 0 for identical arrays, 1 for opposite signs,
+    inf when either holds a NaN or an infinity (a gradient that is not a number is wrong).
 
     Differences within `numeric_error` (what finite differences cannot resolve, scalar or per entry) count
     as 0: where the true gradient is 0, the numeric one is still ~1e-10, which no relative measure can judge.
     And an entry a million times smaller than its neighbours (an input of 1e-8, say) is measured against
-    1e-4 of the array's scale rather than against itself. A real bug (a 1% error, a missing term) still shows.
+    `floor` of the array's scale rather than against itself. A real bug (a 1% error, a missing term) still shows.
     """
     a, n = backend.to_numpy(analytic).astype(np.float64), backend.to_numpy(numeric).astype(np.float64)
     if a.shape != n.shape:
         raise ValueError(f"gradient shapes differ: analytic {a.shape}, numeric {n.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(n).all()):
+        return float("inf")
     diff = np.abs(a - n)
     diff[diff <= backend.to_numpy(numeric_error)] = 0.0
     if not diff.any():
@@ -79,16 +104,25 @@ def compare(analytic, f, x, h=None, noise_aware=True):
     return rel_error(analytic, numeric, error if noise_aware else 0.0)
 
 
+def fill_with_noise(grads, rng):
+    """Overwrite every array of a grads dict with noise: a backward that accumulates into it then shows."""
+    for grad in grads.values():
+        grad[...] = backend.xp.asarray(rng.standard_normal(grad.shape))
+
+
 def check_layer(layer, x, seed=0, h=None, noise_aware=True):
     """Relative errors of a layer's backward: {'x': err, '<param>': err, ...}.
 
     Use float64 inputs and a layer built with dtype='float64'. The projection f = sum(forward(x) * R) has
-    df/dout = R, so one call backward(R) gives every analytic gradient at once.
+    df/dout = R (R drawn from `seed`), so one call backward(R) gives every analytic gradient at once: it is
+    made on grads filled with noise, twice, and the second call's dx and grads are checked.
     """
     xp = backend.xp
     rng = np.random.default_rng(seed)
     out = layer.forward(x)
     projection = xp.asarray(rng.standard_normal(out.shape))
+    fill_with_noise(layer.grads, rng)
+    layer.backward(projection)
     dx = layer.backward(projection)
     analytic = {"x": dx} | {name: g.copy() for name, g in layer.grads.items()}
 
@@ -116,8 +150,11 @@ def check_function(fn, inputs, wrt=None, h=None, noise_aware=True):
     return [compare(g, f, inputs[i], h, noise_aware) for i, g in zip(wrt, grads)]
 
 
-def check_model(model, x, eps, noise_aware=True):
-    """Relative error of every parameter's gradient of the model's loss (noise eps fixed): {name: err}."""
+def check_model(model, x, eps, noise_aware=True, h=None):
+    """Relative error of every parameter's gradient of the model's loss (noise eps fixed): {name: err}.
+    x: (B, D), eps: (B, latent). model.step runs twice on grads filled with noise; the second is checked."""
+    fill_with_noise(model.grads, np.random.default_rng(0))
+    model.step(x, eps=eps)
     model.step(x, eps=eps)
     analytic = {name: g.copy() for name, g in model.grads.items()}
 
@@ -125,105 +162,71 @@ def check_model(model, x, eps, noise_aware=True):
         recon, kl = model.per_example_losses(x, eps=eps)
         return float(recon.mean() + model.beta * kl.mean())
 
-    return {name: compare(analytic[name], loss, p, noise_aware=noise_aware) for name, p in model.params.items()}
+    return {name: compare(analytic[name], loss, p, h, noise_aware) for name, p in model.params.items()}
 
 
-def _cases():
-    """(group, name, run) for every op in the library; run(noise_aware) returns {what: error}. Each run draws
-    its arrays from its own seeded generator, so the raw and the noise-aware runs check the same numbers."""
-    from minivae import conv, gaussian, layers, losses
-    from minivae.vae import mlp_vae
+# ---- the command: run the table ----------------------------------------------------------------------------------
 
-    f64 = "float64"
 
-    def arrays(*shapes, low=-2.0, high=2.0):
-        rng = np.random.default_rng(sum(map(sum, shapes)))
-        return [backend.xp.asarray(rng.uniform(low, high, size=shape)) for shape in shapes]
+def run_check(check, raw=True):
+    """Run one row of the table: (verdicts, raws, problem). verdicts and raws map what was checked to its
+    error (raws is {} when raw=False); problem is the exception's one-line text when the check raised, else None.
+    Each run draws from a fresh generator seeded by the row, so the raw and the verdict see the same numbers."""
+    try:
+        with np.errstate(all="ignore"):  # a gradient that overflows fails by its inf, not by a warning
+            verdicts = check.run(np.random.default_rng(check.seed), True)
+            raws = check.run(np.random.default_rng(check.seed), False) if raw else {}
+    except Exception as err:  # a backward that crashes fails its row; the table goes on
+        return {}, {}, f"{type(err).__name__}: {err}"
+    return verdicts, raws, None
 
-    def layer(make, shape, low=-2.0, high=2.0):
-        return lambda na: check_layer(make(), *arrays(shape, low=low, high=high), noise_aware=na)
 
-    def loss(fn, low, high):
-        def run(na):
-            (out,), (x,) = arrays((4, 7), low=low, high=high), arrays((4, 8), low=0, high=1)
-            x = x[:, :7]
-            return {"out": check_function(lambda o: (fn(o, x)[0], fn(o, x)[1:]), [out], noise_aware=na)[0]}
-        return run
-
-    cases = [
-        ("layer", "Dense", layer(lambda: layers.Dense(6, 4, dtype=f64), (5, 6))),
-        ("layer", "ReLU", layer(layers.ReLU, (5, 6), low=0.1, high=2)),  # off the kink at 0
-        ("layer", "Sigmoid", layer(layers.Sigmoid, (5, 6), low=-8, high=8)),
-        ("layer", "Tanh", layer(layers.Tanh, (5, 6))),
-        ("layer", "Sequential (MLP)", layer(lambda: layers.mlp([6, 5, 3], "tanh", dtype=f64), (4, 6))),
-        ("conv", "Conv2D 3x3 stride 2 same", layer(lambda: conv.Conv2D(2, 3, 3, 2, "same", dtype=f64), (2, 2, 5, 5))),
-        ("conv", "ConvTranspose2D 3x3 stride 2", layer(
-            lambda: conv.ConvTranspose2D(2, 3, 3, 2, padding=1, output_padding=1, dtype=f64), (2, 2, 3, 3))),
-        ("conv", "Flatten", layer(conv.Flatten, (2, 3, 2, 2))),
-        ("conv", "Reshape", layer(lambda: conv.Reshape((2, 2, 3)), (2, 12))),
-        ("loss", "bce_logits", loss(losses.bce_logits, -40, 40)),
-        ("loss", "bce_probs", loss(losses.bce_probs, 0.02, 0.98)),
-        ("loss", "squared_error", loss(losses.squared_error, 0, 1)),
-    ]
-    for posterior, low, high in [(gaussian.LogvarGaussian(), -10, 10), (gaussian.SigmaGaussian(), 0.2, 2)]:
-        tag = posterior.scale_name
-
-        def sample(na, posterior=posterior, low=low, high=high, tag=tag):
-            mu, eps, projection = arrays((4, 3), (4, 3), (4, 3))
-            (second,) = arrays((4, 3), low=low, high=high)
-
-            def fn(m, s):
-                return posterior.sample(m, s, eps=eps) * projection, posterior.backward(projection)
-
-            return dict(zip(["mu", tag], check_function(fn, [mu, second], noise_aware=na)))
-
-        def kl(na, posterior=posterior, low=low, high=high, tag=tag):
-            (mu,), (second,) = arrays((4, 3)), arrays((4, 3), low=low, high=high)
-
-            def fn(m, s):
-                value, dmu, dsecond = posterior.kl(m, s)
-                return value, (dmu, dsecond)
-
-            return dict(zip(["mu", tag], check_function(fn, [mu, second], noise_aware=na)))
-
-        cases += [("sampler", f"z = mu + std * eps [{tag}]", sample), ("KL", f"KL to N(0, I) [{tag}]", kl)]
-    for config in [dict(recon="bce", posterior="logvar", activation="relu"),
-                   dict(recon="mse", posterior="sigma", activation="relu", decoder_hidden=(6,)),
-                   dict(recon="bce-prob", posterior="logvar", activation="tanh", beta=0.5)]:
-
-        def elbo(na, config=config):
-            model = mlp_vae(input_dim=9, hidden=(7,), latent=3, rng=backend.default_rng(1), dtype=f64, **config)
-            (x,), (eps,) = arrays((5, 9), low=0, high=1), arrays((5, 3))
-            return check_model(model, x, eps, noise_aware=na)
-
-        cases.append(("model", f"ELBO {config['recon']}/{config['posterior']}/{config['activation']}", elbo))
-    return cases
+def passes(verdicts, problem):
+    """The pass rule: no exception, and every verdict at most TOLERANCE (inf and NaN fail)."""
+    return problem is None and all(v <= TOLERANCE for v in verdicts.values())
 
 
 def main(argv=None):
+    """Entry point of `python -m minivae.gradcheck`: exit 0 when every row passes, 1 when one fails."""
     import argparse
+
+    from minivae import cli
 
     parser = argparse.ArgumentParser(prog="python -m minivae.gradcheck",
                                      description="Check every hand-written gradient against finite differences.")
-    parser.add_argument("--device", choices=("cpu", "gpu"), help="default: as MINIVAE_BACKEND says, else cpu")
-    args = parser.parse_args(argv)
-    try:
-        backend.use_device(args.device)
-    except backend.BackendError as err:
-        parser.exit(2, f"error: {err}\n")
-    print(f"Every hand-written gradient against central differences (h = {STEP:g}, float64, {backend.name}).")
-    print("raw: largest relative error of any entry; verdict: the same, ignoring differences within the")
-    print(f"finite differences' own error (see the module docstring). A check fails when verdict > {TOLERANCE:g}.\n")
-    print(f"{'group':8s} {'check':34s} {'raw':>9s} {'verdict':>9s}  worst entry")
-    failed = 0
-    for group, name, run in _cases():
-        raw, verdict = run(False), run(True)
-        worst = max(raw, key=raw.get)
-        ok = max(verdict.values()) <= TOLERANCE
+    cli.add_device_option(parser)
+    return cli.run(check_all, parser.parse_args(argv))
+
+
+def check_all(args):
+    """Run and print the whole table (gradcheck_table.CHECKS) on the backend --device asks for."""
+    from minivae.gradcheck_table import CHECKS
+
+    backend.use_device(args.device)
+    print(f"Every hand-written gradient against central differences (h = {STEP:g} unless a row says, float64, "
+          f"{backend.name}).")
+    print(f"verdict: the largest |a - n| / max(|a| + |n|, {SMALL_ENTRY:g} * the array's largest |a| + |n|) of "
+          "analytic a and numeric n,")
+    print(f"over the entries where |a - n| exceeds the numeric error bound |g_h - g_2h| + {ROUNDING:g} "
+          "max(1, |f|) / h.")
+    print(f"A row FAILs when its verdict > {TOLERANCE:g} or when it raises; the command then exits 1.")
+    print("raw: the same error over every entry, to show the finite differences' own noise; it decides nothing.\n")
+    width = max(len(check.name) for check in CHECKS)
+    print(f"{'group':8s} {'check':{width}s} {'raw':>9s} {'verdict':>9s}  worst entry")
+    failed, start = 0, time.perf_counter()
+    for check in CHECKS:
+        verdicts, raws, problem = run_check(check)
+        ok = passes(verdicts, problem)
         failed += not ok
-        print(f"{group:8s} {name:34s} {raw[worst]:9.1e} {max(verdict.values()):9.1e}  {worst}"
+        if problem is not None:
+            print(f"{check.group:8s} {check.name:{width}s} {'-':>9s} {'-':>9s}  FAIL  {problem[:80]}")
+            continue
+        worst = max(verdicts, key=lambda k: (verdicts[k], raws[k]))
+        print(f"{check.group:8s} {check.name:{width}s} {max(raws.values()):9.1e} {verdicts[worst]:9.1e}  {worst}"
               f"{'' if ok else '   FAIL'}")
-    print("\nall gradients match" if not failed else f"\n{failed} check(s) over tolerance")
+    seconds = time.perf_counter() - start
+    print(f"\n{len(CHECKS)} checks in {seconds:.1f} s: " +
+          ("all gradients match" if not failed else f"{failed} check(s) FAIL"))
     return 1 if failed else 0
 
 

@@ -12,6 +12,8 @@ figure minivae prints reads as nats per example, comparable across batch sizes.
 * `bce_probs`    Bernoulli decoder, out = probabilities p = sigmoid(a) (the Keras tutorials' form). Less stable:
                  p rounds to exactly 0 or 1 in float32 once |a| > ~17, so it must be clipped, and the clip
                  cuts the gradient off (it is 0 where p was clipped).
+* `continuous_bernoulli` (recon 'cb') the continuous Bernoulli on logits: the Bernoulli's formula made a true
+                 density on [0, 1] by its normalising constant (continuous_bernoulli.py). For grayscale pixels.
 * `squared_error` the sum of squared errors of tutorial 001 (out = pixel means after a sigmoid). It is the
                  -log-likelihood of a Gaussian decoder N(x; out, 1/2) up to the constant D/2 log(pi), which
                  `gaussian_nll_constant` gives for log-likelihood estimates.
@@ -23,6 +25,7 @@ logits over K classes (classifier.py, m2.py). It takes integer labels (B,) inste
 import math
 
 from minivae import backend
+from minivae import continuous_bernoulli as _cb
 
 PROB_CLIP = 1e-7  # Keras's epsilon: probabilities are clipped to [1e-7, 1 - 1e-7]
 
@@ -88,7 +91,33 @@ def squared_error(out, x, scale=1.0, grad=True):
     return nll, diff
 
 
-RECONSTRUCTIONS = {"bce": bce_logits, "bce-prob": bce_probs, "mse": squared_error}
+continuous_bernoulli = _cb.nll
+
+RECONSTRUCTIONS = {"bce": bce_logits, "bce-prob": bce_probs, "mse": squared_error, "cb": continuous_bernoulli}
+LOGIT_RECONSTRUCTIONS = ("bce", "cb")  # the decoder's last layer outputs logits for these (no sigmoid)
+
+
+def likelihood_meaning(recon, binarize):
+    """Is the model's log-likelihood a true log-density (or log-probability) of the test images? Returns
+    (is_density, one line saying what the number is and what it compares with). recon: the reconstruction
+    loss; binarize: the data's binarization, 'none' for grayscale (data.py).
+
+    Only true densities of the same images compare across models. The Bernoulli on grayscale pixels is the
+    exception: it does not integrate to 1 over [0, 1], so its "log-likelihood" is not the log of anything.
+    """
+    grayscale = binarize == "none"
+    if recon in ("bce", "bce-prob"):
+        if grayscale:
+            return False, ("not a log-density: a Bernoulli likelihood of grayscale pixels does not integrate to 1 "
+                           "over [0, 1]; compare it only with other Bernoulli models (recon 'cb' is a true density)")
+        return True, "a log-probability of the binary images (Bernoulli): it compares across models on them"
+    if recon == "cb":
+        if grayscale:
+            return True, "a log-density on [0, 1]^D (continuous Bernoulli): it compares with other densities"
+        return True, ("a log-density on [0, 1]^D (continuous Bernoulli), of binary images: it does not compare "
+                      "with a Bernoulli's log-probabilities of them")
+    return True, ("a log-density on R^D (Gaussian N(x; out, 1/2), constant included): it compares with other "
+                  "densities of the same images")
 
 
 def gaussian_nll_constant(dim):

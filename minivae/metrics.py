@@ -6,6 +6,10 @@ Two numbers, both in nats per test image (higher is better):
 * the importance-weighted estimate of log p(x) with K samples (VAE.log_likelihood): also a lower bound on
   log p(x), but a tighter one; it is never below the ELBO on average, and approaches log p(x) as K grows.
 
+Which of these compare across models? Only true log-densities of the same images (losses.likelihood_meaning,
+printed under the summary): the continuous Bernoulli on grayscale pixels, the Bernoulli on binarized ones, the
+Gaussian of squared error with its constant. The Bernoulli on grayscale pixels is not a density on [0, 1].
+
 The training loss each epoch is the same single-sample quantity, recon + beta * KL, and every evaluation draws
 its noise from the same generator (seeds.TEST_NOISE), so epoch 3's test loss and epoch 4's differ only because
 the model changed. The noise for the ELBO is drawn on the host (NumPy), so CPU and GPU see the same draws; the
@@ -17,8 +21,8 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from minivae import backend, seeds
-from minivae.losses import gaussian_nll_constant
+from minivae import backend, cli, seeds
+from minivae.losses import gaussian_nll_constant, likelihood_meaning
 
 EVAL_BATCH = 1000  # examples per forward pass when evaluating: no gradients, so bigger batches are fine
 IW_BATCH = 500  # the importance-weighted estimate decodes K times per batch: keep its working set smaller
@@ -112,7 +116,13 @@ def final_results(model, x_test, seed, eval_samples, y_test=None):
     losses = test_losses(model, x_test, seed, y_test)
     constant = gaussian_nll_constant(x_test.shape[1]) if model.recon_name == "mse" else 0.0
     elbo = -(losses["recon"] + constant + losses["kl"])
-    ll = mean_log_likelihood(model, x_test, eval_samples, seed, y_test) if eval_samples > 0 else None
+    try:
+        ll = mean_log_likelihood(model, x_test, eval_samples, seed, y_test) if eval_samples > 0 else None
+    except (MemoryError, ValueError) as err:  # K decodes of a batch at once: a K too big to allocate
+        if not cli.too_big(err):
+            raise
+        raise cli.UsageError(f"{eval_samples} importance samples per image do not fit in memory; use a smaller "
+                             f"--eval-samples") from None
     return {"test_elbo": elbo, "test_recon": losses["recon"], "test_recon_constant": constant,
             "test_kl": losses["kl"], "test_log_likelihood": ll, "eval_samples": eval_samples}
 
@@ -147,4 +157,6 @@ def summary(final, n_test, config=None):
                  f"K={final['eval_samples']})")
     if not all_finite(final):
         line += "; the model's weights hold NaN or infinity: this checkpoint is not usable"
+    if config is not None and final["test_log_likelihood"] is not None:
+        line += f"\n  the log-likelihood is {likelihood_meaning(config['recon'], config['binarize'])[1]}"
     return line

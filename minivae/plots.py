@@ -20,16 +20,15 @@ Files are written atomically: the figure goes to a hidden temporary file in the 
 renamed over the target, so an interrupted run never leaves a half-written image. Figures are drawn with the
 Agg backend (no display needed) and closed after saving. Every function takes `figsize` (inches) and `dpi`; the
 image has figsize * dpi pixels (defaults are in quarter inches, so that this is a whole number).
+
+matplotlib and scipy are imported inside the functions that use them: together they take one to two seconds
+to import, which every command would otherwise pay before it even shows its --help.
 """
 
 from contextlib import contextmanager
 from pathlib import Path
 
-import matplotlib
 import numpy as np
-from matplotlib.animation import PillowWriter
-from matplotlib.figure import Figure
-from scipy import stats
 
 from minivae.backend import to_numpy
 from minivae.files import atomic_path
@@ -48,6 +47,8 @@ def _figure(path, figsize, dpi):
     A bare matplotlib Figure, not pyplot: it renders to files with no display and no GUI backend, and it
     leaves the user's own pyplot state alone (a notebook's inline plots keep working after importing us).
     """
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize, dpi=dpi)
     yield fig
     if path is not None:
@@ -145,6 +146,8 @@ def manifold(decode, path, n=15, latent_dim=2, dims=(0, 1), quantiles=(0.05, 0.9
     d0, d1 = dims
     if d0 == d1 or not (0 <= d0 < latent_dim and 0 <= d1 < latent_dim):
         raise ValueError(f"dims must be two different latent dimensions below latent_dim={latent_dim}, got {dims}")
+    from scipy import stats
+
     values = stats.norm.ppf(np.linspace(quantiles[0], quantiles[1], n))
     labels = [f"{v:.2f}" for v in np.round(values, 2) + 0.0]  # + 0.0 turns -0.0 into 0.0
     z = np.zeros((n, n, latent_dim))
@@ -220,6 +223,8 @@ def _scatter_by_class(ax, points, labels, class_names):
         return
     labels = np.asarray(to_numpy(labels)).ravel()
     classes = np.unique(labels)
+    import matplotlib
+
     cmap = matplotlib.colormaps.get_cmap("tab10" if len(classes) <= 10 else "viridis")
     for i, c in enumerate(classes):
         colour = cmap(i if len(classes) <= 10 else i / (len(classes) - 1))
@@ -262,6 +267,8 @@ def latent_histograms(means, path, n=10, ncols=5, figsize=None, dpi=DPI):
     means: (N, d); min(n, d) panels, ncols per row. Expect the means to be narrower than the prior: each
     image's posterior also has its own spread, and the prior matches the means and that spread together.
     """
+    from scipy import stats
+
     means = np.asarray(to_numpy(means), dtype=float)
     n = min(n, means.shape[1])
     cols = min(ncols, n)
@@ -295,6 +302,8 @@ def loss_curves(history, path, figsize=(13.0, 4.0), dpi=DPI):
     """
     if not history:
         raise ValueError("loss_curves needs a history of at least one epoch")
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
     panels = [("loss", "Total loss"), ("recon", "Reconstruction term"), ("kl", "KL term (to the N(0, I) prior)")]
     with _figure(path, figsize, dpi) as fig:
@@ -305,6 +314,7 @@ def loss_curves(history, path, figsize=(13.0, 4.0), dpi=DPI):
                     ax.plot(*zip(*points, strict=True), style, markersize=3, label=split)
             ax.set_title(title)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no tick at 1.5
             ax.set_ylabel("loss (lower is better)")
             ax.grid(alpha=0.3)
             ax.legend()
@@ -346,6 +356,8 @@ def _animate(frames, titles, path, fps, figsize, dpi):
         ax = fig.add_subplot()
         shown = ax.imshow(frames[0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_axis_off()
+        from matplotlib.animation import PillowWriter
+
         writer = PillowWriter(fps=fps)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:

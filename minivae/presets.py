@@ -3,12 +3,21 @@
 A config is plain data (strings, numbers, lists), so it goes into metrics.json and checkpoints as it is.
 `build_model(config)` rebuilds the exact architecture from it and `build_optimizer(config, model)` its
 optimizer: the one way the commands, the demos and the tests make a model. The training command starts from
-`DEFAULT`, overlays a preset, then any command-line option the user gave.
+`DEFAULT`, overlays a preset, then any command-line option the user gave. A config read from a file (a
+checkpoint) is checked first with `config_problem`: a file from another version of minivae, or edited by hand,
+is refused in one line rather than failing somewhere inside the model.
 """
 
 import copy
+import numbers
 
-from minivae import seeds
+from minivae import cli, seeds
+from minivae.data import BINARIZE, DATASETS
+from minivae.files import one_line
+from minivae.gaussian import POSTERIORS
+from minivae.iwae import OBJECTIVES
+from minivae.layers import ACTIVATIONS
+from minivae.losses import RECONSTRUCTIONS
 from minivae.optim import OPTIMIZERS
 
 DEFAULT = {
@@ -19,8 +28,11 @@ DEFAULT = {
     "latent": 20,
     "activation": "relu",
     "posterior": "logvar",  # 'logvar' or 'sigma'
-    "recon": "bce",  # 'bce' (logits), 'bce-prob' (Keras form), 'mse' (sum of squared errors)
+    "recon": "bce",  # 'bce' (logits), 'bce-prob' (Keras form), 'mse' (sum of squared errors), 'cb' (continuous
+    #                   Bernoulli on logits: a true density for grayscale pixels)
     "beta": 1.0,
+    "objective": "vae",  # 'vae' (the ELBO, averaged over k samples of z) or 'iwae' (the IW bound; see iwae.py)
+    "k": 1,  # samples of z per example in training
     # Weight initialisation (layers.init_weights): None is He before ReLU and LeCun-normal elsewhere.
     # The default setup uses PyTorch's uniform init, as the reference implementation of this model does.
     # Measured on Fashion-MNIST, 10 epochs, seeds 0/1/2: test loss 244.37/244.80/244.29 nats with it, and
@@ -96,6 +108,53 @@ SOURCES = {
 }
 
 
+ARCHS = ("mlp", "conv", "cvae", "m2")
+INITS = ("uniform", "he", "lecun", None)  # or a number: the standard deviation
+CHOICES = {"dataset": DATASETS, "arch": ARCHS, "activation": tuple(ACTIVATIONS), "posterior": tuple(POSTERIORS),
+           "recon": tuple(RECONSTRUCTIONS), "optimizer": tuple(OPTIMIZERS), "binarize": BINARIZE,
+           "objective": OBJECTIVES}
+
+
+def config_problem(config):
+    """What makes `config` (read from a file) unusable, in words ("it lacks 'latent'"), or None if nothing:
+    every key of DEFAULT and a known preset, values among the known choices, sizes and rates in range."""
+    def whole(value, low):
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+    def sizes(value):
+        return isinstance(value, list) and all(whole(size, 1) for size in value)
+
+    def number(value):
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value  # not NaN
+
+    config = complete(config)  # a run from before objective and k existed is fine
+    missing = [key for key in (*DEFAULT, "preset") if key not in config]
+    if missing:
+        return f"its config lacks {', '.join(map(repr, missing))}"
+    if config["preset"] not in PRESETS:
+        return f"its config names the preset {config['preset']!r}, which this minivae does not know"
+    for key, choices in CHOICES.items():
+        if config[key] not in choices:
+            return f"its config has {key} {config[key]!r}, which this minivae does not know (one of {choices})"
+    checks = {"latent": whole(config["latent"], 1), "batch_size": whole(config["batch_size"], 1),
+              "epochs": whole(config["epochs"], 0), "seed": whole(config["seed"], 0), "k": whole(config["k"], 1),
+              "hidden": sizes(config["hidden"]),
+              "decoder_hidden": config["decoder_hidden"] is None or sizes(config["decoder_hidden"]),
+              "lr": number(config["lr"]) and config["lr"] > 0, "beta": number(config["beta"]) and config["beta"] >= 0,
+              "validation": number(config["validation"]) and 0 <= config["validation"] < 1,
+              "init": config["init"] in INITS or (number(config["init"]) and config["init"] > 0)}
+    if config["arch"] in ("cvae", "m2"):  # the keys of the presets that use labels
+        checks["classes"] = whole(config.get("classes"), 2)
+    if config["arch"] == "m2":
+        checks |= {"labels": whole(config.get("labels"), 1),
+                   "labelled_batch_size": whole(config.get("labelled_batch_size"), 1),
+                   "classifier_hidden": isinstance(config.get("classifier_hidden"), list)
+                   and all(whole(size, 1) for size in config["classifier_hidden"]),
+                   "alpha": number(config.get("alpha")) and config["alpha"] >= 0}
+    bad = [key for key, fine in checks.items() if not fine]
+    return f"its config has an unusable {bad[0]} ({config[bad[0]]!r})" if bad else None
+
+
 def config_for(preset="default", **overrides):
     """DEFAULT, then the preset, then the overrides whose value is not None."""
     if preset not in PRESETS:
@@ -105,9 +164,38 @@ def config_for(preset="default", **overrides):
     return config
 
 
+# Config keys added after checkpoints were first written: a config without them trained as DEFAULT says.
+LATER_KEYS = ("objective", "k")
+
+
+def complete(config):
+    """A config read from a file, with the LATER_KEYS it predates set to their defaults (objective 'vae',
+    k 1: how such a run trained)."""
+    return {key: DEFAULT[key] for key in LATER_KEYS if key not in config} | dict(config)
+
+
+def check_objective(config):
+    """Raise ValueError (one line) if the config's objective and k cannot train its model (iwae.check)."""
+    from minivae import iwae
+
+    iwae.check(config["objective"], config["k"], config["beta"])
+
+
 def build_model(config, rng=None, dtype="float32"):
     """The VAE a config describes, with fresh weights drawn from rng (default: the config's seed, so the same
-    config always gives the same initial weights; see seeds.py)."""
+    config always gives the same initial weights; see seeds.py). Sizes too big to allocate are a UsageError
+    naming them."""
+    try:
+        return _build_model(config, rng, dtype)
+    except (MemoryError, ValueError) as err:
+        if not cli.too_big(err):
+            raise
+        sizes = f"hidden {config['hidden']}, " if config["arch"] != "conv" else ""
+        raise cli.UsageError(f"a model with {sizes}latent {config['latent']} does not fit in memory "
+                             f"({one_line(err)}); choose a smaller {'--hidden or ' * bool(sizes)}--latent") from None
+
+
+def _build_model(config, rng, dtype):
     from minivae.vae import mlp_vae
 
     rng = seeds.weights(config["seed"]) if rng is None else rng

@@ -14,7 +14,7 @@ step, so a run resumed mid-epoch draws the same labelled batches and the same no
 
 import numpy as np
 
-from minivae import backend, data, seeds
+from minivae import backend, data, iwae, seeds
 
 ARCHITECTURES = {"mlp": "unsupervised", "conv": "unsupervised", "cvae": "supervised", "m2": "semi-supervised"}
 
@@ -41,15 +41,22 @@ def choose_labelled(y, count, classes, seed):
 
 
 class Unsupervised:
-    """Every training image, without its label: model.step(x, eps)."""
+    """Every training image, without its label: model.step(x, eps), or iwae.step for a K-sample objective."""
 
     def __init__(self, dataset, config):
         self.rows = np.arange(len(dataset.x_train))
+        self.objective, self.k = config.get("objective", "vae"), config.get("k", 1)
 
     def step(self, model, x, rows, noise):
-        """One forward and backward on the batch x (the training images `rows`, on the device)."""
-        eps = noise.standard_normal((len(x), model.latent), dtype=np.float32)
-        return model.step(x, eps=backend.to_device(eps))
+        """One forward and backward on the batch x (the training images `rows`, on the device): fills
+        model.grads, returns the vae.Loss. The plain VAE (objective 'vae', k 1) draws eps (B, L) for model.step;
+        the K-sample objectives draw eps (K, B, L) for iwae.step (the K-sample ELBO, or the importance-weighted
+        bound: see iwae.py)."""
+        if self.objective == "vae" and self.k == 1:
+            eps = noise.standard_normal((len(x), model.latent), dtype=np.float32)
+            return model.step(x, eps=backend.to_device(eps))
+        eps = noise.standard_normal((self.k, len(x), model.latent), dtype=np.float32)
+        return iwae.step(model, x, self.objective, eps=backend.to_device(eps))
 
 
 class Supervised(Unsupervised):

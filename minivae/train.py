@@ -14,9 +14,10 @@ What a run does:
 Faults. Ctrl-C, SIGTERM and SIGHUP (a scheduler's stop, a closed terminal) all save a checkpoint at the current
 step and print the command that resumes it (exit 130); a second one stops at once, and still says which
 checkpoint is on disk. A loss that turns NaN or infinite stops the run (exit 1) and leaves the last good
-checkpoint alone. A problem with the data, a checkpoint, the device, the output folder or the options is one
-line `error: ...` on stderr (exit 2), found before training starts wherever it can be, and a run that fails
-before saving anything leaves no empty folder behind. Only SIGKILL or a power cut can stop a run without a
+checkpoint alone. A problem with the data, a checkpoint, the device, the output folder, the memory, the disk
+or the options is one line `error: ...` on stderr (exit 2), found before training starts wherever it can be;
+one found later says which checkpoint is kept and how to go on. A run that fails before saving anything leaves
+no empty folder behind. Only SIGKILL or a power cut can stop a run without a
 word; the last completed checkpoint is then intact (files.py).
 """
 
@@ -30,6 +31,7 @@ from pathlib import Path
 from minivae import backend, checkpoint, cli, data, files, metrics, presets, run_figures, supervision, training
 from minivae.cli import UsageError
 from minivae.gaussian import POSTERIORS
+from minivae.iwae import OBJECTIVES
 from minivae.layers import ACTIVATIONS
 from minivae.losses import RECONSTRUCTIONS
 from minivae.optim import OPTIMIZERS
@@ -37,7 +39,8 @@ from minivae.vae import count_params
 
 # Options that are part of the config (None when not given, so that the preset's value wins).
 CONFIG_OPTIONS = ("dataset", "hidden", "latent", "activation", "optimizer", "lr", "batch_size", "beta",
-                  "binarize", "recon", "posterior", "seed", "validation", "epochs", "labels")
+                  "binarize", "recon", "posterior", "seed", "validation", "epochs", "objective", "k",
+                  "labels")
 MLP_ONLY = ("hidden", "activation")  # options the convnet has no use for
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -67,12 +70,18 @@ def build_parser():
     p.add_argument("--recon", choices=tuple(RECONSTRUCTIONS), help=f"reconstruction loss (default {default['recon']})")
     p.add_argument("--posterior", choices=tuple(POSTERIORS),
                    help=f"what the encoder's second head outputs (default {default['posterior']})")
+    p.add_argument("--objective", choices=OBJECTIVES,
+                   help="vae: the ELBO (averaged over --k samples of z); iwae: the importance-weighted bound with "
+                        f"--k samples (iwae.py; default {default['objective']})")
+    p.add_argument("--k", type=cli.positive_int, metavar="K",
+                   help=f"samples of z per image in each training step (default {default['k']})")
     p.add_argument("--seed", type=cli.non_negative_int, help=f"default {default['seed']}")
     p.add_argument("--validation", type=cli.fraction, metavar="FRACTION",
                    help="hold out this part of the training set (default 0)")
     p.add_argument("--labels", type=cli.positive_int, metavar="N",
                    help="m2 preset: how many training images keep their label, N / 10 of each class (default 100)")
     cli.add_device_option(p)
+    cli.add_threads_option(p)
     p.add_argument("--out", help="output folder (default: a new runs/<time>-<preset>-<dataset>)")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (or the run folder holding it)")
     p.add_argument("--eval-samples", type=cli.non_negative_int, metavar="K",
@@ -91,17 +100,25 @@ def run_config(args, ckpt):
         if unused:
             raise UsageError(f"--{unused[0]} is for MLP models; the {config['preset']} preset builds a convnet "
                              f"(its layers are fixed: see minivae/convvae.py)")
+        labelled = supervision.ARCHITECTURES[config["arch"]] != "unsupervised"
+        if labelled and (config["objective"], config["k"]) != ("vae", 1):
+            raise UsageError(f"--objective and --k are for the VAE; the {config['preset']} preset trains on the ELBO "
+                             f"with one sample of z")
         if "labels" in given and supervision.ARCHITECTURES[config["arch"]] != "semi-supervised":
             raise UsageError(f"--labels is for the semi-supervised m2 preset; the {config['preset']} preset takes "
                              f"{'every label' if config['arch'] == 'cvae' else 'no labels'}")
+        try:
+            presets.check_objective(config)
+        except ValueError as err:
+            raise UsageError(f"--objective {config['objective']}: {err}") from None
         return config
-    config = dict(ckpt.config)
+    config = presets.complete(ckpt.config)  # a checkpoint from before a config key existed: its default
     asked = {"preset": args.preset} if args.preset is not None else {}
     for name, value in (asked | given).items():
         if name != "epochs" and config.get(name) != value:
             raise UsageError(f"--{name.replace('_', '-')} {value} conflicts with the checkpoint's {config.get(name)}; "
-                             f"a resumed run keeps its config (only --epochs, --out, --device, --data-dir, "
-                             f"--eval-samples, --no-plots may change)")
+                             f"a resumed run keeps its config (only --epochs, --out, --device, --threads, "
+                             f"--data-dir, --eval-samples, --no-plots may change)")
     config["epochs"] = given.get("epochs", config["epochs"])
     return config
 
@@ -135,8 +152,7 @@ def output_folder(args, config, ckpt):
             _remove_if_empty(out)
         raise UsageError(f"cannot write to the output folder {out} ({files.one_line(err)}); "
                          f"choose another --out") from None
-    for name in (checkpoint.FILENAME, training.METRICS):  # leftovers of a run killed mid-save (SIGKILL)
-        files.remove_stale(out, name)
+    files.remove_stale(out, "*")  # what a run killed mid-save (SIGKILL) left: of checkpoint, metrics, figures
     return out, created
 
 
@@ -162,13 +178,15 @@ def _remove_if_empty(folder):
 
 def stop_on_signals(state):
     """Make Ctrl-C, SIGTERM and SIGHUP ask the loop to stop between two steps (training.py), so that no
-    update is ever half applied. A second signal stops at once (KeyboardInterrupt).
+    update is ever half applied. A second signal stops at once (KeyboardInterrupt). With state None (after
+    training: nothing is left to save) the first signal stops at once, so that the figure being written is
+    cleaned up (files.py) and the command says what is saved.
 
     Returns a function that puts the old handlers back. Outside the main thread signals cannot be caught:
     a signal then has its default effect.
     """
     def handler(signum, frame):
-        if state.stop_requested:
+        if state is None or state.stop_requested:
             raise KeyboardInterrupt
         state.stop_requested = True
 
@@ -186,25 +204,42 @@ def stop_on_signals(state):
 def resume_command(path, config, args):
     words = ["python", "-m", "minivae.train", "--resume", str(path), "--epochs", str(config["epochs"])]
     words += ["--device", "gpu"] if args.device == "gpu" else []
+    words += ["--threads", str(args.threads)] if args.threads != cli.DEFAULT_THREADS else []  # the same sums
     words += ["--eval-samples", str(args.eval_samples)] if args.eval_samples is not None else []
     words += ["--no-plots"] if args.no_plots else []
     return shlex.join(words)  # no --data-dir: the checkpoint records where the data was
 
 
-def interrupted(model, optimizer, config, state, out, args):
-    """A stop during training: save where we are (unless an update was cut in half), and say what is on disk."""
+def kept(out, state, config, args):
+    """After a fault in training, what is on disk: the checkpoint and the command that resumes it."""
     path = out / checkpoint.FILENAME
+    if state.saved is None:
+        return "nothing was saved"
+    return f"{path} holds {state.saved}; resume with: {resume_command(path, config, args)}"
+
+
+def fault(message, code=2):
+    """Say what went wrong in one line on stderr; return the exit code."""
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def interrupted(model, optimizer, config, state, out, args):
+    """A stop during training: save where we are (unless an update was cut in half), and say in one line what
+    is on disk."""
+    path = out / checkpoint.FILENAME
+    failed = ""
     if not state.updating:
         try:
             training.save_checkpoint(path, model, optimizer, config, state)
         except (OSError, KeyboardInterrupt) as err:
             reason = "interrupted again" if isinstance(err, KeyboardInterrupt) else files.one_line(err)
-            print(f"interrupted; saving the current step failed ({reason})", file=sys.stderr)
+            failed = f"saving the current step failed ({reason}); "
     if state.saved is None:
-        print("interrupted during the first epoch; nothing was saved", file=sys.stderr)
+        print(f"interrupted; {failed}nothing was saved (the stop came during the first epoch)", file=sys.stderr)
         return 130
     lost = "" if not state.updating else " (the steps after it are lost: the stop came during an update)"
-    print(f"interrupted: {path} holds {state.saved}{lost}; resume with: {resume_command(path, config, args)}",
+    print(f"interrupted; {failed}{path} holds {state.saved}{lost}; resume with: {resume_command(path, config, args)}",
           file=sys.stderr)
     return 130
 
@@ -255,12 +290,14 @@ def train_command(args):
     if args.eval_only and not args.resume:
         raise UsageError("--eval-only needs --resume CKPT (or use python -m minivae.evaluate CKPT)")
     backend.use_device(args.device)
+    cli.limit_threads(args.threads)
     if args.eval_only:
         from minivae import evaluate
 
         return evaluate.evaluate(argparse.Namespace(checkpoint=args.resume, data_dir=args.data_dir,
-                                                    eval_samples=args.eval_samples, device=args.device))
-    ckpt = checkpoint.load(args.resume) if args.resume else None
+                                                    eval_samples=args.eval_samples, device=args.device,
+                                                    threads=args.threads))
+    ckpt = checkpoint.load(args.resume, presets.config_problem) if args.resume else None
     config = run_config(args, ckpt)
     dataset = load_data(config, args, ckpt)
     if len(dataset.x_train) == 0:
@@ -274,6 +311,7 @@ def train_command(args):
         checkpoint.restore(model, optimizer, ckpt)
         state = training.RunState.from_checkpoint(ckpt)
     state.data_folder, state.dataset_fingerprint = dataset.folder, training.fingerprint(dataset)
+    state.threads = args.threads
     out, created = output_folder(args, config, ckpt)
     try:
         return train_in(out, model, optimizer, dataset, config, state, ckpt, args)
@@ -291,8 +329,11 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
     print(f"{start}: {config['preset']} preset, hidden {hidden}, latent {config['latent']}, "
           f"{count_params(model):,} parameters, {config['optimizer']} lr {config['lr']}, batch {config['batch_size']},"
           f" {epochs} epoch{'s' * (epochs != 1)}, {config['dataset']} ({len(dataset.x_train):,} train{labels} / "
-          f"{len(dataset.x_test):,} test), {backend.name}; writing to {out}", flush=True)
+          f"{len(dataset.x_test):,} test), {backend.name} ({args.threads} thread{'s' * (args.threads != 1)}); "
+          f"writing to {out}", flush=True)
     if ckpt is not None:
+        if out.resolve() != ckpt.path.parent.resolve():  # a new folder starts with the checkpoint it continues,
+            training.save_checkpoint(out / checkpoint.FILENAME, model, optimizer, config, state)  # so it resumes
         training.write_metrics(out, config, state.history)  # metrics.json as the checkpoint has it
     if state.epoch >= epochs:
         print(f"nothing to train: the checkpoint has {state.epoch} epochs (ask for more with --epochs)")
@@ -301,22 +342,24 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
         training.train(model, optimizer, dataset, config, state, out)
     except KeyboardInterrupt:
         return interrupted(model, optimizer, config, state, out, args)
-    except training.Diverged as err:
+    except training.Diverged as err:  # resuming would diverge again: say what is kept, not how to resume
         path = out / checkpoint.FILENAME
-        kept = f"the last good checkpoint {path} ({state.saved}) is kept as it was" if state.saved else \
+        good = f"the last good checkpoint {path} ({state.saved}) is kept as it was" if state.saved else \
             "no checkpoint was saved"
         cause = f"try a lower --lr than {config['lr']}" if ckpt is None or state.epoch > ckpt.epoch else \
             f"the checkpoint {ckpt.path} may hold damaged weights (check it with python -m minivae.evaluate)"
-        print(f"error: {err}; training stopped and {kept}; {cause}", file=sys.stderr)
-        return 1
-    except OSError as err:  # a full disk, say, while saving: say what is kept and how to go on
-        path = out / checkpoint.FILENAME
-        kept = (f"{path} still holds {state.saved}; free some space, then resume with: "
-                f"{resume_command(path, config, args)}") if state.saved else "nothing was saved"
-        raise OSError(f"could not save the run into {out} ({files.one_line(err)}); {kept}") from None
+        return fault(f"{err}; training stopped and {good}; {cause}", code=1)
+    except training.SaveFailed as err:  # a full disk, say
+        return fault(f"{err}; free some space; {kept(out, state, config, args)}")
+    except (MemoryError, ValueError) as err:  # a batch too big for the memory left (NumPy's ValueError for sizes)
+        if not cli.too_big(err):
+            raise
+        return fault(f"out of memory while training ({files.one_line(err)}); {kept(out, state, config, args)}, "
+                     f"or start again with a smaller --batch-size than {config['batch_size']}")
     finally:
         put_back_signals()
 
+    put_back_signals = stop_on_signals(None)  # nothing is left to save: a stop ends at once
     try:
         final = metrics.final_results(model, dataset.x_test, config["seed"],
                                       metrics.eval_samples_for(config, args.eval_samples), dataset.y_test)
@@ -329,12 +372,27 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
         print(f"interrupted after training; the model is saved in {out / checkpoint.FILENAME}; evaluate it with: "
               f"python -m minivae.evaluate {shlex.quote(str(out))}", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 (a fault after training must still say that the model is saved)
+        message = cli.explain(err)
+        if message is None:
+            raise
+        return fault(f"{message}; the trained model is saved in {out / checkpoint.FILENAME}; evaluate it with: "
+                     f"python -m minivae.evaluate {shlex.quote(str(out))}")
+    finally:
+        put_back_signals()
     return 0
 
 
 def main(argv=None):
     """Entry point of `python -m minivae.train` and `minivae-train`. Returns the exit code."""
-    return cli.run(train_command, build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    # Before training (loading the data, say) SIGTERM and SIGHUP stop at once, like Ctrl-C, in one line;
+    # during training, train_in's own handlers save first.
+    put_back_signals = stop_on_signals(None)
+    try:
+        return cli.run(train_command, args)
+    finally:
+        put_back_signals()
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ One epoch, as the loop below runs it:
     for rows in the training set cut into shuffled batches:
         x = x_train[rows]                     (a fresh binary draw of each image with dynamic binarization)
         eps = noise.standard_normal(...)      (drawn on the host, so CPU and GPU runs see the same numbers)
-        loss = model.step(x, eps=eps)         forward and backward: fills model.grads
-                                              (with the labels, or a few labelled images: supervision.py)
+        loss = model.step(x, eps=eps)         forward and backward: fills model.grads (iwae.step for the
+                                              K-sample objectives; with the labels, or a few labelled images,
+                                              for the CVAE and M2: supervision.py)
         optimizer.step(model.grads)           updates model.params in place
     test loss, one printed line, checkpoint.npz, then metrics.json
 
@@ -18,7 +19,8 @@ checkpoint -- even one saved mid-epoch -- gives bit for bit the numbers of a run
 Stopping. The training command's signal handler (Ctrl-C, SIGTERM, SIGHUP) only sets `state.stop_requested`;
 the loop looks at it between two steps and raises KeyboardInterrupt there, so an update is never half
 applied when the command saves. A loss that turns NaN or infinite raises Diverged before the optimizer can
-spread it into the weights. The checkpoint is written before metrics.json, so metrics.json never describes
+spread it into the weights, and so does a test loss that does (an epoch's last update broke the weights)
+before they are saved. The checkpoint is written before metrics.json, so metrics.json never describes
 an epoch the checkpoint does not hold.
 """
 
@@ -32,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from minivae import backend, checkpoint, data, metrics, run_figures, seeds, supervision
-from minivae.files import atomic_file
+from minivae.files import atomic_file, one_line
 
 METRICS = "metrics.json"
 BAR_EVERY = 20  # steps between progress-bar updates: the steps in between pay nothing for the bar
@@ -40,6 +42,10 @@ BAR_EVERY = 20  # steps between progress-bar updates: the steps in between pay n
 
 class Diverged(Exception):
     """The training loss became NaN or infinite."""
+
+
+class SaveFailed(Exception):
+    """The checkpoint or metrics.json of an epoch could not be written (a full disk, say); the one before is kept."""
 
 
 @dataclass
@@ -77,6 +83,7 @@ class RunState:
     frames: dict = field(default_factory=lambda: {"samples": [], "reconstructions": []})  # for the progress GIFs
     data_folder: str | None = None  # where the data was read from, so that resuming and evaluating find it
     dataset_fingerprint: dict | None = None  # what the data was, so that a resume on other data is refused
+    threads: int | None = None  # BLAS threads (--threads): they may change the last bits of the sums, not the config
     updating: bool = False  # True while the optimizer writes the parameters: no checkpoint can be taken then
     stop_requested: bool = False  # set by a signal; the loop stops before the next step
     saved: str | None = None  # what checkpoint.npz on disk holds, e.g. "the end of epoch 3"
@@ -84,8 +91,10 @@ class RunState:
     @classmethod
     def from_checkpoint(cls, ckpt):
         extra = ckpt.extra
+        # Checkpoints of minivae 0.1 kept the totals as a list [loss, recon, kl, examples] under "sums".
+        totals = extra.get("totals") or dict(zip(("loss", "recon", "kl", "examples"), extra.get("sums", ())))
         frames = {name: list(ckpt.arrays.get(f"frames_{name}", [])) for name in ("samples", "reconstructions")}
-        return cls(epoch=ckpt.epoch, step=ckpt.step, totals=Totals(**extra.get("totals", {})),
+        return cls(epoch=ckpt.epoch, step=ckpt.step, totals=Totals(**totals),
                    noise_state=ckpt.rng_state, seconds=extra.get("seconds", 0.0), history=ckpt.history,
                    frames=frames, data_folder=extra.get("data_folder"),
                    dataset_fingerprint=extra.get("dataset"), saved=describe(ckpt.epoch, ckpt.step))
@@ -108,7 +117,7 @@ def save_checkpoint(path, model, optimizer, config, state):
     """checkpoint.npz with everything `RunState.from_checkpoint` needs. Atomic (see checkpoint.py)."""
     arrays = {f"frames_{name}": np.stack(f) for name, f in state.frames.items() if f}
     extra = {"totals": vars(state.totals), "seconds": state.seconds, "data_folder": state.data_folder,
-             "dataset": state.dataset_fingerprint}
+             "dataset": state.dataset_fingerprint, "threads": state.threads}
     checkpoint.save(path, model, optimizer, config, state.epoch, state.step, state.history,
                     rng_state=state.noise_state, extra=extra, arrays=arrays)
     state.saved = describe(state.epoch, state.step)
@@ -123,7 +132,7 @@ def write_metrics(out, config, history, final=None):
 
 def train(model, optimizer, dataset, config, state, out):
     """Train from `state` up to config['epochs'] epochs; after each, write checkpoint.npz and metrics.json
-    into the folder `out`. Raises KeyboardInterrupt (a stop was asked for) or Diverged."""
+    into the folder `out`. Raises KeyboardInterrupt (a stop was asked for), Diverged or SaveFailed."""
     seed, batch_size = config["seed"], config["batch_size"]
     dynamic = config["binarize"] == "dynamic"
     # On the device once; dynamic binarization draws on the host, so then the grayscale images stay there.
@@ -140,8 +149,8 @@ def train(model, optimizer, dataset, config, state, out):
         # The bar shows on a terminal only (disable=None), refreshed every BAR_EVERY steps.
         bar = tqdm(total=len(index_batches), initial=state.step, desc=f"epoch {epoch}/{config['epochs']}",
                    unit="step", leave=False, file=sys.stderr, mininterval=0.5, disable=None)
-        # A diverging run would print NumPy's overflow warnings before our one-line message; the loss check
-        # is the guard, so those warnings are off here.
+        # A diverging run would print NumPy's overflow warnings before our one-line message; the loss checks
+        # are the guard, so those warnings are off here (and for the test loss in finish_epoch).
         try:
             with bar, np.errstate(over="ignore", invalid="ignore"):
                 for rows in index_batches[state.step:]:
@@ -167,7 +176,8 @@ def train(model, optimizer, dataset, config, state, out):
         except KeyboardInterrupt:
             state.seconds = time.perf_counter() - started  # so that the resumed epoch's time adds up
             raise
-        finish_epoch(model, optimizer, dataset, config, state, epoch, started, out)
+        with np.errstate(over="ignore", invalid="ignore"):
+            finish_epoch(model, optimizer, dataset, config, state, epoch, started, out)
         if state.stop_requested:  # asked during the evaluation or the save: the epoch is saved, stop here
             raise KeyboardInterrupt
 
@@ -178,6 +188,8 @@ def finish_epoch(model, optimizer, dataset, config, state, epoch, started, out):
     seed = config["seed"]
     record = {"epoch": epoch, "train": state.totals.means(),
               "test": metrics.test_losses(model, dataset.x_test, seed, dataset.y_test)}
+    if not math.isfinite(record["test"]["loss"]):  # the epoch's last update broke the weights: do not save them
+        raise Diverged(f"the test loss became {record['test']['loss']} after epoch {epoch}")
     if dataset.x_val is not None:
         record["val"] = metrics.test_losses(model, dataset.x_val, seed, dataset.y_val)
     for name, frame in run_figures.progress_frames(model, dataset.x_test, seed, dataset.y_test).items():
@@ -186,12 +198,16 @@ def finish_epoch(model, optimizer, dataset, config, state, epoch, started, out):
     state.history.append(record)
     state.epoch, state.step, state.totals, state.noise_state, state.seconds = epoch, 0, Totals(), None, 0.0
     print(epoch_line(record, config), flush=True)
-    save_checkpoint(out / checkpoint.FILENAME, model, optimizer, config, state)
-    write_metrics(out, config, state.history)
+    try:
+        save_checkpoint(out / checkpoint.FILENAME, model, optimizer, config, state)
+        write_metrics(out, config, state.history)
+    except OSError as err:  # apart from other OSErrors (a closed stdout, say), which are not about the disk
+        raise SaveFailed(f"could not save the run into {out} ({one_line(err)})") from err
 
 
 def epoch_line(record, config):
-    """One epoch in one line: the losses as the sums they are (beta shown when it is not 1); for M2 the
+    """One epoch in one line: the losses as the sums they are (beta shown when it is not 1). The test loss is
+    always the single-sample -ELBO; a K-sample objective's training loss says which objective it is. For M2: the
     test accuracy of its classifier q(y|x) and the parts of its loss."""
     test, beta = record["test"], config["beta"]
     if "accuracy" in test:
@@ -203,7 +219,9 @@ def epoch_line(record, config):
             line += f"  val accuracy {record['val']['accuracy']:.2%}"
         return line + f"  {record['seconds']:.1f} s"
     kl = f"KL {test['kl']:.2f}" if beta == 1 else f"{beta:g} x KL {test['kl']:.2f}"
-    line = (f"epoch {record['epoch']:>3}/{config['epochs']}  train {record['train']['loss']:.2f}  "
+    objective, k = config.get("objective", "vae"), config.get("k", 1)
+    trained = "" if objective == "vae" and k == 1 else f" (-{objective.upper()}, K={k})"  # not the test's ELBO
+    line = (f"epoch {record['epoch']:>3}/{config['epochs']}  train {record['train']['loss']:.2f}{trained}  "
             f"test {test['loss']:.2f} (recon {test['recon']:.2f} + {kl})")
     if "val" in record:
         line += f"  val {record['val']['loss']:.2f}"

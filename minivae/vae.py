@@ -13,14 +13,15 @@ One batch, forward then backward (the same path in reverse):
 
 from typing import NamedTuple
 
-from minivae import backend
+from minivae import backend, continuous_bernoulli
 from minivae.gaussian import POSTERIORS, log_prior
 from minivae.layers import Dense, mlp, sigmoid
-from minivae.losses import RECONSTRUCTIONS, gaussian_nll_constant
+from minivae.losses import LOGIT_RECONSTRUCTIONS, RECONSTRUCTIONS, gaussian_nll_constant
 
 
 class Loss(NamedTuple):
-    """Batch means in nats per example: loss = recon + beta * kl."""
+    """Batch means in nats per example: loss = recon + beta * kl (for the IWAE objective, iwae.py, loss is its
+    tighter bound and recon, kl the ELBO's terms)."""
 
     loss: float
     recon: float
@@ -36,8 +37,9 @@ class VAE:
     latent: L, the size of z.
     posterior: 'logvar' (the second head outputs log sigma^2) or 'sigma' (it outputs sigma, tutorial 001);
                `scale` below names that second output, whichever it is.
-    recon: 'bce' (Bernoulli on logits, stable), 'bce-prob' (Bernoulli on sigmoid outputs, Keras form) or
-           'mse' (sum of squared errors on sigmoid outputs, tutorial 001).
+    recon: 'bce' (Bernoulli on logits, stable), 'bce-prob' (Bernoulli on sigmoid outputs, Keras form),
+           'mse' (sum of squared errors on sigmoid outputs, tutorial 001) or 'cb' (continuous Bernoulli on
+           logits, a true density for grayscale pixels: continuous_bernoulli.py).
     beta: weight of the KL term (1 = the ELBO).  head_init: the heads' initialisation (layers.init_weights).
     dtype: float32 to train, float64 for gradient checks.
 
@@ -70,15 +72,18 @@ class VAE:
         return self.mu_head.forward(h), self.scale_head.forward(h)
 
     def decoder_output(self, z):
-        """z (B, L) -> the decoder's output flattened to (B, D): logits for 'bce', pixel means otherwise."""
+        """z (B, L) -> the decoder's output flattened to (B, D): logits for 'bce' and 'cb', pixel means otherwise."""
         out = self.decoder.forward(z)
         return out.reshape(len(out), -1)
 
     def decode(self, z):
-        """z (B, L) -> pixel means (B, D) in [0, 1]."""
+        """z (B, L) -> pixel means (B, D) in [0, 1]: E[x|z] under the decoder's likelihood. For the continuous
+        Bernoulli that is not sigmoid(logits) (continuous_bernoulli.mean)."""
         out = self.decoder_output(z)
         if self.recon_name == "bce":
             return sigmoid(out)
+        if self.recon_name == "cb":
+            return continuous_bernoulli.mean(out)
         return out
 
     def reconstruct(self, x, sample=False, rng=None):
@@ -89,7 +94,7 @@ class VAE:
     def sample(self, n, rng=None):
         """n new images: decode z ~ N(0, I). Returns (n, D) pixel means."""
         rng = backend.rng if rng is None else rng
-        return self.decode(rng.standard_normal((n, self.latent), dtype=self.dtype))
+        return self.decode(backend.to_device(rng.standard_normal((n, self.latent), dtype=self.dtype)))
 
     # ---- the loss -------------------------------------------------------------------------------------
     def per_example_losses(self, x, eps=None, rng=None):
@@ -164,7 +169,7 @@ def mlp_vae(input_dim=784, hidden=(400,), latent=20, activation="relu", posterio
 
     hidden: the encoder's hidden sizes, at least one, e.g. (400,); decoder_hidden: the decoder's, by default
     reversed(hidden). activation: 'relu' | 'tanh' | 'sigmoid' after every hidden layer. The decoder's last
-    layer has no activation for recon 'bce' (its loss takes logits) and a sigmoid otherwise.
+    layer has no activation for recon 'bce' and 'cb' (their losses take logits) and a sigmoid otherwise.
     init: every Dense's initialisation ('he', 'lecun', 'uniform' or a standard deviation); None picks He before
     a ReLU and LeCun-normal elsewhere (the heads included). The defaults build the classic 784-400-20 model.
     """
@@ -172,7 +177,7 @@ def mlp_vae(input_dim=784, hidden=(400,), latent=20, activation="relu", posterio
     if not hidden:
         raise ValueError("an MLP VAE needs at least one hidden layer, e.g. hidden=(400,)")
     decoder_hidden = tuple(reversed(hidden)) if decoder_hidden is None else tuple(decoder_hidden)
-    out_activation = None if recon == "bce" else "sigmoid"
+    out_activation = None if recon in LOGIT_RECONSTRUCTIONS else "sigmoid"
     # Built in this order (encoder, decoder, then the VAE's heads), so a seed always gives the same weights.
     encoder = mlp([input_dim, *hidden], activation, activation, init, rng, dtype)
     decoder = mlp([latent, *decoder_hidden, input_dim], activation, out_activation, init, rng, dtype)

@@ -1,15 +1,106 @@
-"""The MLP benchmark runs and prints the figures its docstring promises (it measures; nothing here times)."""
+"""The benchmark: the figures it prints for both models, its options, and a PyTorch twin that computes the
+same loss as minivae's model (it measures; no test here times anything)."""
 
 import re
+import sys
 
-from minivae import bench
+import numpy as np
+import pytest
+
+from minivae import bench, data, presets
+
+SMALL = ["--repeats", "1", "--inner", "1", "--epoch-repeats", "1"]
 
 
-def test_mlp_bench_prints_throughput_floor_data_share_and_ratio(capsys, monkeypatch):
-    monkeypatch.setattr(bench, "EPOCH", 2_000)  # a small epoch keeps the data measurement quick
-    bench.main(["--batch-size", "16", "--hidden", "32", "--latent", "4", "--repeats", "1", "--inner", "2"])
+@pytest.fixture(autouse=True)
+def small_epoch(monkeypatch):
+    monkeypatch.setattr(bench, "EPOCH", 64)  # an epoch of 64 images keeps the epoch timing quick
+
+
+def test_mlp_bench_prints_throughput_parts_floor_ratio_and_epoch(capsys):
+    bench.main(["--batch-size", "16", "--hidden", "32", "--latent", "4", "--threads", "1", *SMALL])
     out = capsys.readouterr().out
+    assert re.search(r"MLP VAE 784-32-4 \([\d,]+ parameters\), batch 16, .*threads: BLAS 1, elementwise 1", out)
     assert re.search(r"train step: +[\d.]+ ms +[\d.]+ steps/s +\d+ samples/s", out)
-    assert re.search(r"matmul floor: +[\d.]+ ms", out)
-    assert re.search(r"shuffling and batching \d+ ms more \([\d.]+% of the epoch\)", out)
+    for part in ("matrix products \\(the floor\\)", "Adam", "reconstruction loss", "sampler and KL",
+                 "everything else"):
+        assert re.search(rf"  {part}: +-?[\d.]+ ms", out), part
     assert re.search(r"^step/floor ratio: \d+\.\d\d$", out, re.MULTILINE)
+    assert re.search(r"epoch of 64 random images \(4 steps\): [\d.]+ s, of which shuffling and batching \d+ ms", out)
+
+
+def test_epochs_run_on_fashion_mnist_images_from_data_dir(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    for name, shape in zip(data.FILES, [(64, 28, 28), (64,), (8, 28, 28), (8,)]):
+        data.write_idx(tmp_path / name, rng.integers(0, 256 if len(shape) == 3 else 10, shape, dtype=np.uint8))
+    bench.main(["--data-dir", str(tmp_path), "--batch-size", "16", "--hidden", "32", "--latent", "4", *SMALL])
+    assert f"epoch of 64 Fashion-MNIST from {tmp_path} (4 steps)" in capsys.readouterr().out
+
+
+def test_conv_bench_times_the_keras_conv_preset(capsys):
+    bench.main(["--model", "conv", "--batch-size", "4", "--epoch-steps", "1", *SMALL])
+    out = capsys.readouterr().out
+    assert "conv VAE of tutorial 003 (550,629 parameters), batch 4" in out
+    assert re.search(r"^step/floor ratio: \d+\.\d\d$", out, re.MULTILINE)
+    assert "epoch of 64 random images (16 steps, projected from its first 1)" in out
+
+
+def test_against_torch_prints_step_and_epoch_ratios(capsys):
+    pytest.importorskip("torch")
+    bench.main(["--against", "torch", "--batch-size", "16", "--hidden", "32", "--latent", "4", *SMALL])
+    out = capsys.readouterr().out
+    assert re.search(r"torch step: +[\d.]+ ms .*torch.optim.Adam defaults: foreach=\w+, fused=\w+", out)
+    assert re.search(r"^minivae/torch step ratio: \d+\.\d\d$", out, re.MULTILINE)
+    assert re.search(r"^minivae/torch epoch ratio: \d+\.\d\d$", out, re.MULTILINE)
+
+
+def test_against_torch_without_torch_says_so_and_times_minivae_alone(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
+    bench.main(["--against", "torch", "--batch-size", "16", "--hidden", "32", "--latent", "4", *SMALL])
+    out = capsys.readouterr().out
+    assert "PyTorch is not installed" in out and "step/floor ratio" in out and "torch step" not in out
+
+
+@pytest.mark.parametrize("option", ["--repeats", "--inner", "--threads", "--batch-size", "--epoch-steps"])
+def test_zero_is_refused_with_a_one_line_error(option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main([option, "0"])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: must be at least 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", ["default", "keras-conv-2d"])
+def test_the_torch_twin_has_the_same_parameters_and_loss_as_the_model(preset):
+    torch = pytest.importorskip("torch")
+    config = presets.config_for(preset)
+    model = presets.build_model(config, rng=np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    x, eps = rng.random((3, 784), dtype=np.float32), rng.standard_normal((3, config["latent"]), dtype=np.float32)
+    loss = model.step(x, eps=eps).loss  # the step also sets the conv layers' paddings that the twin copies
+    net, twin_loss = bench.torch_twin(model)
+    assert sum(p.numel() for p in net.parameters()) == sum(p.size for p in model.params.values())
+    assert twin_loss(torch.from_numpy(x), torch.from_numpy(eps)).item() == pytest.approx(loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("preset, n_products", [
+    # 5 Dense layers: forward and weight gradient of each, and the input gradient of all but the first (4)
+    ("default", 2 * 5 + 4),
+    # 10 layers with weights (4 Conv2D and a Dense in the encoder, 2 heads, Dense, ConvTranspose2D and Conv2D in
+    # the decoder): forward and weight gradient of each, and the input gradient of all but the first Conv2D (9)
+    ("keras-conv-2d", 2 * 10 + 9),
+])
+def test_the_floor_runs_every_matrix_product_of_a_step_once(preset, n_products, monkeypatch):
+    config = presets.config_for(preset)
+    model = presets.build_model(config, rng=np.random.default_rng(0))
+    x, eps = np.full((2, 784), 0.5, np.float32), np.zeros((2, config["latent"]), np.float32)
+    floor = bench.matmul_floor(model, x, eps)
+    shapes, matmul = [], np.matmul
+
+    def counting(a, b, **kwargs):
+        shapes.append((a.shape, b.shape))
+        return matmul(a, b, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", counting)
+    floor()
+    assert len(shapes) == n_products
+    assert all(a[1] == b[0] for a, b in shapes)  # each one a well-formed product

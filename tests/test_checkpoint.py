@@ -5,11 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from minivae import checkpoint, presets
+from minivae import backend, checkpoint, presets
 from minivae.checkpoint import CheckpointError
 from minivae.optim import SGD, Adam
 
 CONFIG = presets.config_for("default", hidden=[16], latent=3)
+on_device, on_host = backend.to_device, backend.to_numpy
 
 
 def make(config=CONFIG, seed=0, optimizer=Adam):
@@ -22,7 +23,7 @@ def trained(seed=0):
     model, opt = make(seed=seed)
     rng = np.random.default_rng(seed)
     for _ in range(3):
-        model.step(rng.random((8, 784), dtype=np.float32), rng=rng)
+        model.step(on_device(rng.random((8, 784), dtype=np.float32)), rng=rng)
         opt.step(model.grads)
     return model, opt
 
@@ -47,9 +48,9 @@ def test_round_trip_keeps_parameters_optimizer_state_and_metadata(tmp_path):
     assert ckpt.extra == {"sums": [1.5, 2]}
     assert np.array_equal(ckpt.arrays["frames"], np.arange(6))
     assert ckpt.params.keys() == model.params.keys()
-    assert all(np.array_equal(ckpt.params[k], v) for k, v in model.params.items())
+    assert all(np.array_equal(ckpt.params[k], on_host(v)) for k, v in model.params.items())
     state = opt.state_dict()
-    assert all(np.array_equal(ckpt.optimizer_state[k], v) for k, v in state.items())
+    assert all(np.array_equal(ckpt.optimizer_state[k], on_host(v)) for k, v in state.items())
     restored = np.random.default_rng(0)
     restored.bit_generator.state = ckpt.rng_state
     assert np.array_equal(restored.standard_normal(5), noise.standard_normal(5))
@@ -62,10 +63,11 @@ def test_restore_writes_in_place_so_the_layers_compute_with_the_saved_weights(tm
     layer_weights = fresh.encoder.layers[0].params["W"]
     checkpoint.restore(fresh, fresh_opt, checkpoint.load(path))
     assert fresh.params["encoder.0.W"] is layer_weights  # the same array, now holding the saved values
-    x = np.random.default_rng(3).random((4, 784), dtype=np.float32)
-    assert np.array_equal(fresh.decode(fresh.encode(x)[0]), model.decode(model.encode(x)[0]))
+    x = on_device(np.random.default_rng(3).random((4, 784), dtype=np.float32))
+    assert np.array_equal(on_host(fresh.decode(fresh.encode(x)[0])), on_host(model.decode(model.encode(x)[0])))
     assert fresh_opt.t == opt.t
-    assert all(np.array_equal(fresh_opt.state_dict()[k], v) for k, v in opt.state_dict().items() if k != "t")
+    assert all(np.array_equal(on_host(fresh_opt.state_dict()[k]), on_host(v))
+               for k, v in opt.state_dict().items() if k != "t")
 
 
 def test_load_accepts_the_run_folder(tmp_path):
@@ -132,11 +134,11 @@ def test_another_architecture_is_refused_naming_the_parameter_and_nothing_is_wri
     model, opt = make()
     path = save(tmp_path / "c.npz", model, opt)
     wider, wider_opt = make(presets.config_for("default", hidden=[24], latent=3))
-    before = {k: v.copy() for k, v in wider.params.items()}
+    before = {k: on_host(v).copy() for k, v in wider.params.items()}
     with pytest.raises(CheckpointError, match=r"'encoder\.0\.W'.*\(784, 16\).*\(784, 24\)") as err:
         checkpoint.restore(wider, wider_opt, checkpoint.load(path))
     assert one_line_naming(err, path)
-    assert all(np.array_equal(before[k], v) for k, v in wider.params.items())
+    assert all(np.array_equal(before[k], on_host(v)) for k, v in wider.params.items())
 
 
 def test_a_deeper_model_is_refused_naming_the_missing_parameter(tmp_path):

@@ -1,70 +1,21 @@
-"""Tests of minivae.conv: forward against slow direct loops, backward against finite differences, the adjoint
-relation between Conv2D and ConvTranspose2D, and the shapes the 003 tutorial's convolutional VAE relies on."""
+"""Tests of minivae.conv: forward against the definitions as plain loops (conv2d_reference and
+conv_transpose2d_reference), backward against finite differences, the adjoint relation between Conv2D and
+ConvTranspose2D, and the shapes the 003 tutorial's convolutional VAE relies on.
 
-import itertools
+Everything runs on the backend in use (`pytest --backend fake-cupy` runs it all on the CuPy stand-in): inputs go
+to the device with `on_device`, results come back with `on_host` to be compared. The references compute on that
+backend too (their loops index device arrays one element at a time: slow, but only on these tiny shapes)."""
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
+from minivae import backend
+from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape, conv2d_reference, conv_transpose2d_reference
 from minivae.gradcheck import TOLERANCE, check_layer
 
-# ---- slow references, straight from the definitions ------------------------------------------------------------
-
-
-def keras_same_pads(size, kernel, stride):
-    """Keras/TensorFlow 'same': out = ceil(size / stride); the total padding is split, odd pixel after."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2
-
-
-def reference_conv2d(x, W, b, stride, padding):
-    """out[n, o, y, x] = b[o] + sum_{c,i,j} x[n, c, y*sh + i - top, x*sw + j - left] W[o, c, i, j]."""
-    batch, channels, height, width = x.shape
-    out_channels, _, kh, kw = W.shape
-    sh, sw = stride
-    if padding == "same":
-        top, left = keras_same_pads(height, kh, sh), keras_same_pads(width, kw, sw)
-        out_h, out_w = -(-height // sh), -(-width // sw)
-    else:
-        top, left = padding
-        out_h, out_w = (height + 2 * top - kh) // sh + 1, (width + 2 * left - kw) // sw + 1
-    out = np.zeros((batch, out_channels, out_h, out_w))
-    for n, o, y, x_ in itertools.product(range(batch), range(out_channels), range(out_h), range(out_w)):
-        total = b[o]
-        for c, i, j in itertools.product(range(channels), range(kh), range(kw)):
-            row, col = y * sh + i - top, x_ * sw + j - left
-            if 0 <= row < height and 0 <= col < width:
-                total += x[n, c, row, col] * W[o, c, i, j]
-        out[n, o, y, x_] = total
-    return out
-
-
-def reference_conv_transpose2d(x, W, b, stride, padding, output_padding):
-    """Every input pixel scatters its value times the kernel: out[n, :, y*sh + i - top, x*sw + j - left] +=
-    x[n, c, y, x] W[c, :, i, j], keeping the landing spots inside the output."""
-    batch, channels, height, width = x.shape
-    _, out_channels, kh, kw = W.shape
-    sh, sw = stride
-    if padding == "same":  # TensorFlow's conv2d_transpose with SAME: out = in*stride
-        out_h, out_w = height * sh, width * sw
-        top, left = max(kh - sh, 0) // 2, max(kw - sw, 0) // 2
-    else:
-        top, left = padding
-        out_h = (height - 1) * sh - 2 * top + kh + output_padding[0]
-        out_w = (width - 1) * sw - 2 * left + kw + output_padding[1]
-    out = np.zeros((batch, out_channels, out_h, out_w)) + b[None, :, None, None]
-    for n, c, y, x_, i, j in itertools.product(
-        range(batch), range(channels), range(height), range(width), range(kh), range(kw)
-    ):
-        row, col = y * sh + i - top, x_ * sw + j - left
-        if 0 <= row < out_h and 0 <= col < out_w:
-            out[n, :, row, col] += x[n, c, y, x_] * W[c, :, i, j]
-    return out
-
+on_device, on_host = backend.to_device, backend.to_numpy
 
 # ---- hypothesis strategies ------------------------------------------------------------------------------------
 
@@ -109,12 +60,13 @@ def build(layer_class, args, in_channels, seed, dtype="float64", bias=True):
     args = dict(args)
     layer = layer_class(in_channels, args.pop("out_channels"), **args, rng=np.random.default_rng(seed), dtype=dtype)
     if bias:
-        layer.params["b"][...] = np.random.default_rng(seed + 1).standard_normal(layer.params["b"].shape)
+        layer.params["b"][...] = on_device(np.random.default_rng(seed + 1).standard_normal(layer.params["b"].shape))
     return layer
 
 
 def random_input(shape, seed, dtype="float64"):
-    return np.random.default_rng(seed + 2).standard_normal(shape).astype(dtype)
+    """A standard normal array on the backend in use (the same numbers on every backend)."""
+    return on_device(np.random.default_rng(seed + 2).standard_normal(shape).astype(dtype))
 
 
 seeds = st.integers(0, 2**16)
@@ -129,8 +81,8 @@ def test_conv2d_forward_matches_direct_loops(case, seed):
     args, shape = case
     layer = build(Conv2D, args, shape[1], seed)
     x = random_input(shape, seed)
-    expected = reference_conv2d(x, layer.params["W"], layer.params["b"], args["stride"], args["padding"])
-    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-12)
+    expected = conv2d_reference(x, layer.params["W"], layer.params["b"], args["stride"], args["padding"])
+    np.testing.assert_allclose(on_host(layer.forward(x)), on_host(expected), rtol=1e-10, atol=1e-12)
 
 
 @settings(max_examples=100, deadline=None)
@@ -139,29 +91,40 @@ def test_conv_transpose2d_forward_matches_direct_loops(case, seed):
     args, shape = case
     layer = build(ConvTranspose2D, args, shape[1], seed)
     x = random_input(shape, seed)
-    expected = reference_conv_transpose2d(
+    expected = conv_transpose2d_reference(
         x, layer.params["W"], layer.params["b"], args["stride"], args["padding"], args["output_padding"]
     )
-    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(on_host(layer.forward(x)), on_host(expected), rtol=1e-10, atol=1e-12)
 
 
 def test_same_padding_puts_the_odd_pixel_on_the_bottom_right():
     # 2x2 input, 2x2 kernel of ones, stride 1: one pixel of padding in total per axis, all of it after.
     layer = Conv2D(1, 1, 2, padding="same", dtype="float64")
     layer.params["W"][...] = 1.0
-    x = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
-    np.testing.assert_array_equal(layer.forward(x)[0, 0], [[10.0, 6.0], [7.0, 4.0]])
+    x = on_device(np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2))
+    np.testing.assert_array_equal(on_host(layer.forward(x))[0, 0], [[10.0, 6.0], [7.0, 4.0]])
+
+
+def test_the_references_compute_a_small_case_by_hand():
+    image = np.array([[1.0, 2.0], [3.0, 4.0]])
+    x, ones, bias = on_device(image.reshape(1, 1, 2, 2)), on_device(np.ones((1, 1, 2, 2))), on_device([0.5])
+    # each output pixel sums the window below and right of it (the padding goes after), plus the bias
+    summed = on_host(conv2d_reference(x, ones, bias, 1, "same"))[0, 0]
+    np.testing.assert_array_equal(summed, [[10.5, 6.5], [7.5, 4.5]])
+    # stride 2, no padding: each input pixel stamps the kernel times itself onto its own 2x2 block
+    stamped = on_host(conv_transpose2d_reference(x, ones, bias, 2, 0))[0, 0]
+    np.testing.assert_array_equal(stamped, np.kron(image, np.ones((2, 2))) + 0.5)
 
 
 def test_valid_padding_means_no_padding():
     x = random_input((1, 2, 5, 5), 0)
     valid = build(Conv2D, dict(out_channels=2, kernel_size=3, padding="valid"), 2, seed=0)
     unpadded = build(Conv2D, dict(out_channels=2, kernel_size=3, padding=0), 2, seed=0)
-    np.testing.assert_array_equal(valid.forward(x), unpadded.forward(x))
+    np.testing.assert_array_equal(on_host(valid.forward(x)), on_host(unpadded.forward(x)))
 
 
 def test_tutorial_003_encoder_stack_gives_64_channels_at_14x14():
-    x = np.zeros((3, 1, 28, 28), dtype="float32")
+    x = backend.xp.zeros((3, 1, 28, 28), dtype="float32")
     for layer in (Conv2D(1, 32, 3, padding="same"), Conv2D(32, 64, 3, stride=2, padding="same"),
                   Conv2D(64, 64, 3, padding="same"), Conv2D(64, 64, 3, padding="same")):
         x = layer.forward(x)
@@ -170,7 +133,7 @@ def test_tutorial_003_encoder_stack_gives_64_channels_at_14x14():
 
 def test_tutorial_003_decoder_upsamples_14x14_to_28x28():
     layer = ConvTranspose2D(64, 32, 3, stride=2, padding="same")
-    assert layer.forward(np.zeros((3, 64, 14, 14), dtype="float32")).shape == (3, 32, 28, 28)
+    assert layer.forward(backend.xp.zeros((3, 64, 14, 14), dtype="float32")).shape == (3, 32, 28, 28)
 
 
 def test_weights_use_the_pytorch_layouts():
@@ -182,9 +145,9 @@ def test_weights_use_the_pytorch_layouts():
 @pytest.mark.parametrize("layer_class", [Conv2D, ConvTranspose2D])
 def test_float32_in_gives_float32_out_and_gradients(layer_class):
     layer = layer_class(2, 3, 3, stride=2, padding="same")  # dtype float32 is the default
-    x = np.ones((2, 2, 5, 5), dtype="float32")
+    x = backend.xp.ones((2, 2, 5, 5), dtype="float32")
     out = layer.forward(x)
-    dx = layer.backward(np.ones_like(out))
+    dx = layer.backward(backend.xp.ones_like(out))
     assert out.dtype == dx.dtype == layer.grads["W"].dtype == layer.grads["b"].dtype == np.float32
 
 
@@ -195,7 +158,7 @@ def test_output_padding_must_be_smaller_than_stride():
 
 def test_conv2d_rejects_an_input_smaller_than_the_kernel():
     with pytest.raises(ValueError, match="smaller than the kernel"):
-        Conv2D(1, 1, 3).forward(np.zeros((1, 1, 2, 2)))
+        Conv2D(1, 1, 3).forward(backend.xp.zeros((1, 1, 2, 2)))
 
 
 # ---- backward ---------------------------------------------------------------------------------------------------
@@ -240,7 +203,7 @@ def test_flatten_and_reshape_are_inverses():
     x = random_input((2, 3, 4, 5), 0)
     flat = Flatten().forward(x)
     assert flat.shape == (2, 60)
-    np.testing.assert_array_equal(Reshape((3, 4, 5)).forward(flat), x)
+    np.testing.assert_array_equal(on_host(Reshape((3, 4, 5)).forward(flat)), on_host(x))
 
 
 @settings(max_examples=100, deadline=None)
@@ -256,7 +219,7 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d(case, seed):
     x = random_input(convT_y.shape, seed + 1)
     conv_x = conv.forward(x)
     assert conv_x.shape == y.shape
-    np.testing.assert_allclose(np.sum(conv_x * y), np.sum(x * convT_y), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(float((conv_x * y).sum()), float((x * convT_y).sum()), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("layer_class", [Conv2D, ConvTranspose2D])
@@ -264,12 +227,12 @@ def test_backward_twice_gives_identical_grads(layer_class):
     layer = layer_class(2, 3, 3, stride=2, padding="same", dtype="float64", rng=np.random.default_rng(0))
     out = layer.forward(random_input((2, 2, 5, 5), 0))
     dout = random_input(out.shape, 1)
-    dx_first = layer.backward(dout)
-    grads_first = {name: grad.copy() for name, grad in layer.grads.items()}
+    dx_first = on_host(layer.backward(dout)).copy()  # copies: backward may reuse its arrays
+    grads_first = {name: on_host(grad).copy() for name, grad in layer.grads.items()}
     dx_second = layer.backward(dout)
-    np.testing.assert_array_equal(dx_first, dx_second)
+    np.testing.assert_array_equal(dx_first, on_host(dx_second))
     for name, grad in layer.grads.items():
-        np.testing.assert_array_equal(grad, grads_first[name])
+        np.testing.assert_array_equal(on_host(grad), grads_first[name])
 
 
 @pytest.mark.parametrize("layer_class", [Conv2D, ConvTranspose2D])
@@ -278,10 +241,10 @@ def test_backward_without_dx_returns_none_and_the_same_grads(layer_class):
     out = layer.forward(random_input((2, 2, 5, 5), 0))
     dout = random_input(out.shape, 1)
     layer.backward(dout)
-    grads_with_dx = {name: grad.copy() for name, grad in layer.grads.items()}
+    grads_with_dx = {name: on_host(grad).copy() for name, grad in layer.grads.items()}
     assert layer.backward(dout, need_dx=False) is None
     for name, grad in layer.grads.items():
-        np.testing.assert_array_equal(grad, grads_with_dx[name])
+        np.testing.assert_array_equal(on_host(grad), grads_with_dx[name])
 
 
 class SignFlippedConv2D(Conv2D):

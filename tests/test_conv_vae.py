@@ -1,6 +1,10 @@
 """Tests of convvae.conv_vae, the convolutional VAE of tutorial 003: its shapes and parameters, the gradient of its
 whole loss against finite differences (on a small copy of the architecture), tutorial 003's KL weighting as
-beta = 0.392, a short training run, and the two ways Conv2D can compute its input gradient."""
+beta = 0.392, a short training run, and the two ways Conv2D can compute its input gradient.
+
+Everything runs on the backend in use (`pytest --backend fake-cupy` runs it all on the CuPy stand-in): inputs go
+to the device with `on_device`, results come back with `on_host` to be compared; tutorial 003's loss, written
+with NumPy, is computed on host copies."""
 
 import math
 
@@ -9,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivae import backend, bench
+from minivae import backend
 from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
 from minivae.convvae import conv_vae
 from minivae.data import tiny_dataset
@@ -18,6 +22,8 @@ from minivae.layers import Dense, ReLU, Sigmoid
 from minivae.losses import PROB_CLIP
 from minivae.optim import Adam
 from minivae.presets import build_model, config_for
+
+on_device, on_host = backend.to_device, backend.to_numpy
 
 # The same layer types as the tutorial's model, small enough for finite differences: 6x6 images, 2 channels.
 SMALL = dict(channels=(2, 2, 2, 2), dense=3, image_shape=(6, 6))
@@ -30,12 +36,18 @@ def small_model(dtype="float64", seed=0, **kwargs):
     rng = np.random.default_rng(seed + 1)
     for name, param in model.params.items():
         if name.endswith(".b"):
-            param[...] = backend.to_device(rng.uniform(-0.5, 0.5, size=param.shape))
+            param[...] = on_device(rng.uniform(-0.5, 0.5, size=param.shape))
     return model
 
 
-def images(n, pixels=784, seed=0):
-    return np.random.default_rng(seed).uniform(0, 1, size=(n, pixels))
+def images(n, pixels=784, seed=0, dtype="float64"):
+    """n flat images of uniform random pixels in [0, 1), on the backend in use."""
+    return on_device(np.random.default_rng(seed).uniform(0, 1, size=(n, pixels)), dtype=dtype)
+
+
+def normal(shape, seed):
+    """Standard normal draws (the eps of the sampler, or latent codes), on the backend in use."""
+    return on_device(np.random.default_rng(seed).standard_normal(shape))
 
 
 # ---- architecture -------------------------------------------------------------------------------------------------
@@ -43,7 +55,7 @@ def images(n, pixels=784, seed=0):
 
 def test_encoder_and_decoder_shapes():
     model = conv_vae(rng=np.random.default_rng(0))
-    x = images(5).astype("float32")
+    x = images(5, dtype="float32")
     mu, logvar = model.encode(x)
     assert mu.shape == logvar.shape == (5, 2)
     out = model.decode(mu)
@@ -89,15 +101,15 @@ def test_parameter_names_and_the_keras_parameter_count():
 def test_bce_on_logits_has_no_sigmoid_but_decode_still_gives_probabilities():
     model = conv_vae(recon="bce", rng=np.random.default_rng(0))
     assert not any(isinstance(layer, Sigmoid) for layer in model.decoder.layers)
-    z = np.random.default_rng(1).standard_normal((4, 2)).astype("float32") * 3
-    logits, probs = model.decoder_output(z), model.decode(z)
+    z = on_device(np.random.default_rng(1).standard_normal((4, 2)).astype("float32") * 3)
+    logits, probs = on_host(model.decoder_output(z)), on_host(model.decode(z))
     np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
 
 
 def test_small_sizes_and_the_sigma_posterior():
     model = conv_vae(latent=3, posterior="sigma", recon="mse", channels=(3, 4, 5, 6), dense=7, image_shape=(8, 10),
                      rng=np.random.default_rng(0))
-    mu, sigma = model.encode(images(2, 80).astype("float32"))
+    mu, sigma = model.encode(images(2, 80, dtype="float32"))
     assert mu.shape == sigma.shape == (2, 3)
     assert model.decode(mu).shape == (2, 80)
     assert model.params["encoder.10.W"].shape == (6 * 4 * 5, 7)
@@ -119,10 +131,11 @@ def test_the_preset_builds_it():
 def test_sampling_uses_the_standard_deviation_not_the_variance():
     # Tutorial 003 samples z = mu + exp(logvar) * eps; minivae uses exp(0.5 * logvar), as its KL assumes.
     model = small_model()
-    x, eps = images(3, 36), np.random.default_rng(1).standard_normal((3, 2))
+    x, eps = images(3, 36), normal((3, 2), seed=1)
     mu, logvar = model.encode(x)
     z = model.posterior.sample(mu, logvar, eps=eps)
-    np.testing.assert_allclose(z, mu + np.exp(0.5 * logvar) * eps, rtol=1e-12)
+    mu, logvar, eps = on_host(mu), on_host(logvar), on_host(eps)
+    np.testing.assert_allclose(on_host(z), mu + np.exp(0.5 * logvar) * eps, rtol=1e-12)
 
 
 # ---- gradients ----------------------------------------------------------------------------------------------------
@@ -132,7 +145,7 @@ def test_sampling_uses_the_standard_deviation_not_the_variance():
                                     dict(recon="mse", posterior="sigma")])
 def test_whole_model_gradient_matches_finite_differences(config):
     model = small_model(**config)
-    x, eps = images(3, 36, seed=2), np.random.default_rng(3).standard_normal((3, 2))
+    x, eps = images(3, 36, seed=2), normal((3, 2), seed=3)
     errors = check_model(model, x, eps)
     assert errors.keys() == model.params.keys()
     assert max(errors.values()) < TOLERANCE, errors
@@ -141,7 +154,8 @@ def test_whole_model_gradient_matches_finite_differences(config):
 def tutorial_003_loss(x, probs, mu, logvar):
     """Tutorial 003's loss, as its Keras code computes it: the mean over pixels of binary cross-entropy (Keras
     clips probabilities to [1e-7, 1 - 1e-7]), minus 5e-4 times the mean over latent units of
-    (1 + logvar - mu^2 - exp(logvar)), averaged over the batch."""
+    (1 + logvar - mu^2 - exp(logvar)), averaged over the batch. On host copies of the arrays, with NumPy."""
+    x, probs, mu, logvar = on_host(x), on_host(probs), on_host(mu), on_host(logvar)
     p = np.clip(probs, PROB_CLIP, 1 - PROB_CLIP)
     xent = -(x * np.log(p) + (1 - x) * np.log(1 - p)).mean(axis=-1)
     kl_loss = -5e-4 * np.mean(1 + logvar - mu**2 - np.exp(logvar), axis=-1)
@@ -155,7 +169,7 @@ def tutorial_beta(pixels, latent):
 def test_tutorial_003_loss_is_the_elbo_with_beta_0_392_divided_by_784():
     assert tutorial_beta(784, 2) == pytest.approx(0.392)
     model = conv_vae(beta=0.392, rng=np.random.default_rng(0), dtype="float64")
-    x, eps = images(6, seed=4), np.random.default_rng(5).standard_normal((6, 2))
+    x, eps = images(6, seed=4), normal((6, 2), seed=5)
     mu, logvar = model.encode(x)
     probs = model.decode(model.posterior.sample(mu, logvar, eps=eps))
     recon, kl = model.per_example_losses(x, eps=eps)
@@ -169,7 +183,7 @@ def test_tutorial_003_loss_gradient_is_ours_divided_by_the_pixel_count():
     # differences, is minivae's analytic gradient of recon + beta * KL divided by 36, for every parameter.
     beta = tutorial_beta(36, 2)
     model = small_model(beta=beta)
-    x, eps = images(3, 36, seed=6), np.random.default_rng(7).standard_normal((3, 2))
+    x, eps = images(3, 36, seed=6), normal((3, 2), seed=7)
     model.step(x, eps=eps)
 
     def loss():
@@ -177,29 +191,30 @@ def test_tutorial_003_loss_gradient_is_ours_divided_by_the_pixel_count():
         return tutorial_003_loss(x, model.decode(model.posterior.sample(mu, logvar, eps=eps)), mu, logvar)
 
     for name, param in model.params.items():
-        numeric = np.zeros_like(param)
+        numeric = np.zeros(param.shape)
         for i in np.ndindex(param.shape):
-            old = param[i]
+            old = float(param[i])  # a number, not a 0-d view of the entry (CuPy's param[i] is one)
             param[i] = old + 1e-5
             up = loss()
             param[i] = old - 1e-5
             down = loss()
             param[i] = old
             numeric[i] = (up - down) / 2e-5
-        np.testing.assert_allclose(model.grads[name] / 36, numeric, rtol=1e-5, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(on_host(model.grads[name]) / 36, numeric, rtol=1e-5, atol=1e-9, err_msg=name)
 
 
 def test_adam_is_nearly_blind_to_the_loss_scale():
     # So training on recon + 0.392 KL takes the tutorial's steps, although its loss is that divided by 784.
     rng = np.random.default_rng(8)
-    grads = [{"w": rng.standard_normal(50)} for _ in range(20)]
-    params, scaled_params = {"w": np.zeros(50)}, {"w": np.zeros(50)}
+    grads = [{"w": on_device(rng.standard_normal(50))} for _ in range(20)]
+    params, scaled_params = {"w": backend.xp.zeros(50)}, {"w": backend.xp.zeros(50)}
     opt, scaled_opt = Adam(params), Adam(scaled_params)
     for g in grads:
         opt.step(g)
         scaled_opt.step({"w": g["w"] / 784})
     # the same path to within 1% of how far it went (only Adam's eps, 1e-8, sees the scale)
-    np.testing.assert_allclose(scaled_params["w"], params["w"], rtol=0, atol=0.01 * np.abs(params["w"]).max())
+    path, scaled_path = on_host(params["w"]), on_host(scaled_params["w"])
+    np.testing.assert_allclose(scaled_path, path, rtol=0, atol=0.01 * np.abs(path).max())
 
 
 # ---- Conv2D's two input gradients -------------------------------------------------------------------------------
@@ -221,21 +236,21 @@ def stride_one_cases(draw):
 def test_dx_by_convolution_equals_dx_by_col2im_and_finite_differences(case, seed):
     args, shape = case
     layer = Conv2D(**args, rng=np.random.default_rng(seed), dtype="float64")
-    x = np.random.default_rng(seed + 1).standard_normal(shape)
+    x = normal(shape, seed + 1)
     out = layer.forward(x)
-    dout = np.random.default_rng(seed + 2).standard_normal(out.shape)
+    dout = normal(out.shape, seed + 2)
     pads_fit = all(p < k for pair, k in zip(layer.pads, layer.kernel_size, strict=True) for p in pair)
     assert layer.dx_is_a_convolution() == pads_fit  # stride 1, C_out <= C_in: only large pads use col2im
-    dx = layer.backward(dout)
+    dx = on_host(layer.backward(dout)).copy()  # a copy: backward may reuse its arrays
     layer.dx_is_a_convolution = lambda: False  # force the col2im way
-    np.testing.assert_allclose(dx, layer.backward(dout), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, on_host(layer.backward(dout)), rtol=1e-10, atol=1e-12)
     del layer.dx_is_a_convolution
     errors = check_layer(layer, x)
     assert max(errors.values()) < TOLERANCE, errors
 
 
 def test_dx_by_convolution_is_used_only_where_it_is_smaller():
-    x = np.zeros((1, 4, 5, 5))
+    x = backend.xp.zeros((1, 4, 5, 5))
     for layer, expected in [(Conv2D(4, 1, 3, padding="same"), True), (Conv2D(4, 4, 3, padding=1), True),
                             (Conv2D(4, 8, 3, padding="same"), False), (Conv2D(4, 1, 3, stride=2), False),
                             (Conv2D(4, 1, 1, padding=1), False)]:
@@ -246,17 +261,17 @@ def test_dx_by_convolution_is_used_only_where_it_is_smaller():
 def test_work_arrays_are_reused_and_the_padding_stays_zero():
     layer = Conv2D(2, 3, 3, stride=2, padding="same", rng=np.random.default_rng(0), dtype="float64")
     rng = np.random.default_rng(1)
-    layer.forward(rng.standard_normal((2, 2, 6, 6)))
+    layer.forward(on_device(rng.standard_normal((2, 2, 6, 6))))
     cols = layer.work["cols"]
-    x = rng.standard_normal((2, 2, 6, 6))
-    out = layer.forward(x)
+    x = on_device(rng.standard_normal((2, 2, 6, 6)))
+    out = on_host(layer.forward(x)).copy()
     assert layer.work["cols"] is cols
     fresh = Conv2D(2, 3, 3, stride=2, padding="same", rng=np.random.default_rng(0), dtype="float64")
-    np.testing.assert_array_equal(out, fresh.forward(x))
+    np.testing.assert_array_equal(out, on_host(fresh.forward(x)))
     # 5x5 and 6x6 inputs both pad to 7x7, with the odd pixel in different places: the border must not go stale
-    x5 = rng.standard_normal((2, 2, 5, 5))
-    np.testing.assert_array_equal(layer.forward(x5), fresh.forward(x5))
-    np.testing.assert_array_equal(layer.forward(x), fresh.forward(x))
+    x5 = on_device(rng.standard_normal((2, 2, 5, 5)))
+    np.testing.assert_array_equal(on_host(layer.forward(x5)), on_host(fresh.forward(x5)))
+    np.testing.assert_array_equal(on_host(layer.forward(x)), on_host(fresh.forward(x)))
 
 
 # ---- training -------------------------------------------------------------------------------------------------------
@@ -267,6 +282,7 @@ def test_a_few_hundred_adam_steps_drive_the_loss_down():
     # enough that every product stays below OpenBLAS's threading threshold (two BLAS threads on a busy 2-core
     # machine can make a step 10x slower), so the test takes well under a second anywhere.
     x = tiny_dataset(n_train=8, n_test=0).x_train.reshape(8, 14, 2, 14, 2).mean(axis=(2, 4)).reshape(8, 196)
+    x_host, x = x, on_device(x)
     model = conv_vae(channels=(8, 8, 8, 8), dense=16, image_shape=(14, 14), beta=0.392, rng=np.random.default_rng(0))
     opt = Adam(model.params, lr=3e-3)
     eps = np.random.default_rng(1)
@@ -277,34 +293,9 @@ def test_a_few_hundred_adam_steps_drive_the_loss_down():
     assert math.isfinite(last.loss)
     assert last.loss < 0.25 * first.loss, (first, last)  # about 170 -> 23 nats
     # and it reconstructs each image better than the best single image (the mean) could: z carries information
-    p = np.clip(x.mean(axis=0), PROB_CLIP, 1 - PROB_CLIP)
-    mean_image_bce = -(x * np.log(p) + (1 - x) * np.log(1 - p)).sum(axis=1).mean()
+    p = np.clip(x_host.mean(axis=0), PROB_CLIP, 1 - PROB_CLIP)
+    mean_image_bce = -(x_host * np.log(p) + (1 - x_host) * np.log(1 - p)).sum(axis=1).mean()
     assert last.recon < 0.8 * mean_image_bce, (last, mean_image_bce)
-
-
-def test_bench_conv_runs_and_reports_both_figures(capsys):
-    bench.main(["--model", "conv", "--batch-size", "2", "--repeats", "1", "--inner", "1"])
-    out = capsys.readouterr().out
-    assert "samples/s" in out and "epoch of 60,000" in out and "step/floor ratio:" in out
-
-
-def test_conv_matmul_floor_runs_every_product_of_a_step(monkeypatch):
-    model = small_model(dtype="float32")
-    x, eps = images(2, 36).astype("float32"), np.zeros((2, 2), dtype="float32")
-    floor = bench.conv_matmul_floor(model, x, eps)
-    shapes, matmul = [], np.matmul
-
-    def counting(a, b, **kwargs):
-        shapes.append((a.shape, b.shape))
-        return matmul(a, b, **kwargs)
-
-    monkeypatch.setattr(np, "matmul", counting)
-    floor()
-    # forward and weight gradient of the 10 layers with weights (4 Conv2D and a Dense in the encoder, 2 heads,
-    # Dense, ConvTranspose2D and Conv2D in the decoder), plus the input gradients backward computes: all but the
-    # first Conv2D's, which nothing before it needs (9)
-    assert len(shapes) == 2 * 10 + 9
-    assert all(a[1] == b[0] for a, b in shapes)  # each one a well-formed product
 
 
 # ---- GPU ------------------------------------------------------------------------------------------------------------
@@ -323,7 +314,7 @@ def test_whole_model_gradient_on_gpu(gpu):
 
 
 def test_a_step_on_gpu_matches_numpy(gpu):
-    x, eps = images(4, 36, seed=2), np.random.default_rng(3).standard_normal((4, 2))
+    x, eps = on_host(images(4, 36, seed=2)), on_host(normal((4, 2), seed=3))  # host copies, for both backends
     backend.use("numpy")
     cpu_model = small_model()
     cpu_loss = cpu_model.step(x, eps=eps)

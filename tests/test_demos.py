@@ -49,6 +49,15 @@ CASES = {
         [rf"\(a\) the classifier alone: {NUMBER}%", rf"\(b\) M1, .*: {NUMBER}%", rf"\(c\) M2: {NUMBER}%",
          r"test accuracy \d+\.\d\d%", rf"M2 - classifier alone: [+-]{NUMBER} points"],
         ["class_grid.png"]),
+    "continuous_bernoulli.py": (
+        [rf"not a density\) +{NUMBER}", rf"decoder normalised \(a density\) +{NUMBER}",
+         rf"continuous Bernoulli model \(a density\) +{NUMBER}", r"the log-likelihood is not a log-density",
+         rf"continuous Bernoulli: E\[x\] +mean squared error {NUMBER}"],
+        ["reconstructions.png"]),
+    "iwae_vs_vae.py": (
+        [rf"VAE K=5 +{NUMBER} +\d+ of 20", rf"IWAE K=5 +{NUMBER} +\d+ of 20",
+         rf"train {NUMBER} \(-IWAE, K=5\)", r"VAE -86.47, IWAE -85.54"],
+        ["active_units.png"]),
     "vae_vs_autoencoder.py": (
         [rf"autoencoder epoch +3/3  train {NUMBER}  test {NUMBER}", rf"autoencoder {NUMBER}, VAE {NUMBER}",
          rf"VAE samples: {NUMBER}", rf"autoencoder samples: {NUMBER}", rf"real test images: {NUMBER}"],

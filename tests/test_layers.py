@@ -15,7 +15,8 @@ values = st.floats(-5, 5, allow_nan=False, width=64)
 
 
 def inputs(batch, dim, elements=values):
-    return arrays(np.float64, (batch, dim), elements=elements)
+    """(batch, dim) float64 arrays on the backend in use."""
+    return arrays(np.float64, (batch, dim), elements=elements).map(backend.to_device)
 
 
 @settings(max_examples=30, deadline=None)
@@ -60,6 +61,7 @@ def test_sequential_gradients_match_finite_differences(data, batch, sizes, activ
     assert max(errors.values()) < TOL, errors
 
 
+@pytest.mark.numpy_only  # NumPy's overflow warnings
 def test_sigmoid_is_finite_and_exact_at_extreme_inputs():
     x = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0], dtype=np.float32)
     with np.errstate(over="raise", invalid="raise"):  # no overflow warning either
@@ -69,22 +71,23 @@ def test_sigmoid_is_finite_and_exact_at_extreme_inputs():
 
 def test_sigmoid_backward_is_the_closed_form_slope_at_extreme_inputs():
     sigmoid = layers.Sigmoid()
-    x = np.array([-30.0, 30.0])
+    x = backend.to_device(np.array([-30.0, 30.0]))
     sigmoid.forward(x)
     # s (1 - s) loses digits as s -> 1 (1 - s keeps ~3 of them at x = 30), but stays finite and right in size
-    np.testing.assert_allclose(sigmoid.backward(np.ones(2)), np.exp(-30) / (1 + np.exp(-30)) ** 2, rtol=1e-2)
+    slope = backend.to_numpy(sigmoid.backward(backend.xp.ones(2)))
+    np.testing.assert_allclose(slope, np.exp(-30) / (1 + np.exp(-30)) ** 2, rtol=1e-2)
 
 
 def test_backward_twice_on_the_same_forward_gives_the_same_gradients(rng):
     net = layers.mlp([5, 4, 3], "relu", dtype="float64")
-    out = net.forward(rng.standard_normal((6, 5)))
-    dout = rng.standard_normal(out.shape)
-    dx1 = net.backward(dout)
-    first = {k: g.copy() for k, g in net.grads.items()}
-    dx2 = net.backward(dout)
+    out = net.forward(backend.to_device(rng.standard_normal((6, 5))))
+    dout = backend.to_device(rng.standard_normal(out.shape))
+    dx1 = backend.to_numpy(net.backward(dout))
+    first = {k: backend.to_numpy(g).copy() for k, g in net.grads.items()}
+    dx2 = backend.to_numpy(net.backward(dout))
     np.testing.assert_array_equal(dx1, dx2)
     for k in first:
-        np.testing.assert_array_equal(first[k], net.grads[k])
+        np.testing.assert_array_equal(first[k], backend.to_numpy(net.grads[k]))
 
 
 def test_the_base_layer_has_no_parameters_and_no_passes_of_its_own():
@@ -105,9 +108,9 @@ def test_sequential_names_parameters_by_layer_index():
 
 def test_first_layer_can_skip_its_input_gradient(rng):
     dense = layers.Dense(5, 3, dtype="float64")
-    dense.forward(rng.standard_normal((4, 5)))
-    assert dense.backward(np.ones((4, 3)), need_dx=False) is None
-    np.testing.assert_allclose(dense.grads["b"], [4, 4, 4])
+    dense.forward(backend.to_device(rng.standard_normal((4, 5))))
+    assert dense.backward(backend.xp.ones((4, 3)), need_dx=False) is None
+    np.testing.assert_allclose(backend.to_numpy(dense.grads["b"]), [4, 4, 4])
 
 
 def test_no_input_gradient_is_computed_before_the_first_layer_with_parameters(rng):
@@ -120,10 +123,10 @@ def test_no_input_gradient_is_computed_before_the_first_layer_with_parameters(rn
 
     net = layers.Sequential(layers.Tanh(), Counting(5, 4, dtype="float64"), layers.ReLU(),
                             Counting(4, 3, dtype="float64"))
-    out = net.forward(rng.standard_normal((2, 5)))
-    assert net.backward(np.ones_like(out), need_dx=False) is None
+    out = net.forward(backend.to_device(rng.standard_normal((2, 5))))
+    assert net.backward(backend.xp.ones_like(out), need_dx=False) is None
     assert Counting.calls_with_dx == 1  # only the second Dense: something before it still learns
-    assert net.backward(np.ones_like(out)).shape == (2, 5)
+    assert net.backward(backend.xp.ones_like(out)).shape == (2, 5)
 
 
 @pytest.mark.parametrize(("init", "expected_std"), [("he", np.sqrt(2 / 500)), ("lecun", np.sqrt(1 / 500)),
@@ -136,7 +139,7 @@ def test_dense_initialisation_has_the_documented_scale(init, expected_std):
 
 
 def test_uniform_initialisation_stays_inside_its_bound():
-    weights = layers.Dense(400, 300, init="uniform").params["W"]
+    weights = backend.to_numpy(layers.Dense(400, 300, init="uniform").params["W"])
     assert np.abs(weights).max() <= 1 / np.sqrt(400)
     assert np.abs(weights).max() > 0.99 / np.sqrt(400)
 
@@ -148,7 +151,7 @@ def test_a_deliberately_broken_backward_is_caught_by_the_checker(rng):
             self.grads["W"] *= 1.01  # a 1% error in dW
             return dx
 
-    errors = check_layer(BrokenDense(4, 3, dtype="float64"), rng.standard_normal((5, 4)))
+    errors = check_layer(BrokenDense(4, 3, dtype="float64"), backend.to_device(rng.standard_normal((5, 4))))
     assert errors["W"] > 1e-3
     assert errors["x"] < TOL
 
@@ -158,7 +161,7 @@ def test_a_relu_with_the_wrong_mask_is_caught_by_the_checker(rng):
         def backward(self, dout, need_dx=True):
             return dout  # forgot the mask
 
-    x = rng.standard_normal((4, 5)) + 0.1
+    x = backend.to_device(rng.standard_normal((4, 5)) + 0.1)
     assert check_layer(LeakyByMistake(), x)["x"] > 0.5
 
 

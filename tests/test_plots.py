@@ -2,6 +2,7 @@
 
 import os
 
+import matplotlib.figure
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import numpy as np
@@ -41,7 +42,7 @@ def drawn(monkeypatch):
             super().__init__(*args, **kwargs)
             kept.append(self)
 
-    monkeypatch.setattr(plots, "Figure", Recorded)
+    monkeypatch.setattr(matplotlib.figure, "Figure", Recorded)  # plots imports it where it draws
     return kept
 
 
@@ -332,3 +333,11 @@ def test_importing_plots_leaves_the_users_matplotlib_backend_alone():
 def test_latent_scatter_title_names_what_the_points_are(drawn, rng, tmp_path):
     plots.latent_scatter(rng.normal(size=(40, 2)), None, tmp_path / "s.png", what="Autoencoder codes")
     assert drawn[-1].axes[0].get_title().startswith("Autoencoder codes")
+
+
+def test_loss_curves_tick_whole_epochs_only(tmp_path, drawn):
+    plots.loss_curves(HISTORY[:3], tmp_path / "loss.png")
+    for ax in drawn[0].axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import REPO, SHARED_DATA
 
-from minivae import checkpoint, data, download, evaluate, presets, train, vae
+from minivae import checkpoint, data, download, evaluate, presets, train, training, vae
 from minivae import metrics as run_metrics
 
 N_TRAIN, N_TEST, BATCH = 128, 48, 32  # 4 steps per epoch
@@ -107,6 +107,13 @@ def test_help_works_as_a_module():
     assert result.returncode == 0 and "--resume" in result.stdout
 
 
+def test_the_commands_import_neither_matplotlib_nor_scipy_before_they_draw():
+    # (they take a second or two to import: --help and a typo's error would wait for them)
+    code = "import sys, minivae.train, minivae.evaluate; print(sorted({'matplotlib', 'scipy'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
 def test_run_writes_metrics_checkpoint_and_figures(tiny_dir, tmp_path):
     out = tmp_path / "run"
     assert train.main(args(tiny_dir, out, "--plots")) == 0
@@ -135,7 +142,26 @@ def test_each_epoch_prints_one_line_and_the_end_a_summary(tiny_dir, tmp_path, ca
     epoch_lines = [line for line in lines if line.startswith("epoch")]
     assert len(epoch_lines) == 2
     assert re.match(r"epoch +2/2 +train [\d.]+ +test [\d.]+ \(recon [\d.]+ \+ KL [\d.]+\) +[\d.]+ s", epoch_lines[1])
-    assert "ELBO" in lines[-1] and "log-likelihood" in lines[-1]
+    assert "ELBO" in lines[-2] and "log-likelihood" in lines[-2]
+    assert lines[-1].startswith("  the log-likelihood is ")  # what it is: a density of the images, or not
+
+
+def test_the_start_line_says_1_epoch_not_1_epochs(tiny_dir, tmp_path, capsys):
+    assert train.main(args(tiny_dir, tmp_path / "run", epochs=1)) == 0
+    assert ", 1 epoch, " in capsys.readouterr().out
+
+
+def test_epoch_line_shows_beta_times_kl_when_beta_is_not_1():
+    record = {"epoch": 1, "train": {"loss": 3.0}, "test": {"loss": 3.0, "recon": 2.0, "kl": 2.0}, "seconds": 1.0}
+    assert "(recon 2.00 + KL 2.00)" in training.epoch_line(record, {"beta": 1.0, "epochs": 1})
+    assert "(recon 2.00 + 0.5 x KL 2.00)" in training.epoch_line(record, {"beta": 0.5, "epochs": 1})
+
+
+def test_summary_writes_the_elbo_as_its_sum_with_the_gaussian_constant_of_mse():
+    final = {"test_elbo": -110.0, "test_recon": 50.0, "test_recon_constant": 40.0, "test_kl": 20.0,
+             "test_log_likelihood": None, "eval_samples": 0}
+    line = run_metrics.summary(final, 10, {"beta": 1.0})
+    assert "ELBO -110.00 nats = -(recon 50.00 + Gaussian constant 40.00 + KL 20.00)" in line
 
 
 def test_default_out_is_a_new_folder_under_runs_every_time(tiny_dir, tmp_path, monkeypatch):
@@ -277,8 +303,49 @@ def test_offline_without_arguments_is_one_line_exit_2(tmp_path, monkeypatch, cap
     assert not (tmp_path / "runs").exists()  # a run that cannot start leaves no folder behind
 
 
+def test_an_iwae_run_records_its_objective_and_resumes_to_the_numbers_of_an_uninterrupted_run(tiny_dir, tmp_path,
+                                                                                             capsys):
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert train.main(args(tiny_dir, whole, "--objective", "iwae", "--k", "3", epochs=2)) == 0
+    assert re.search(r"epoch +2/2 +train [\d.]+ \(-IWAE, K=3\) +test", capsys.readouterr().out)
+    assert metrics(whole)["config"]["objective"] == "iwae" and checkpoint.load(whole).config["k"] == 3
+    assert train.main(args(tiny_dir, part, "--objective", "iwae", "--k", "3", epochs=1)) == 0
+    assert train.main(["--resume", str(part), "--epochs", "2", "--data-dir", str(tiny_dir), "--eval-samples", "3",
+                       "--no-plots"]) == 0
+    assert_same(numbers(part), numbers(whole))
+
+
+def test_a_k_sample_run_differs_from_the_single_sample_one(tiny_dir, tmp_path):
+    assert train.main(args(tiny_dir, tmp_path / "k1", epochs=1)) == 0
+    assert train.main(args(tiny_dir, tmp_path / "k2", "--k", "2", epochs=1)) == 0
+    assert metrics(tmp_path / "k1")["history"] != metrics(tmp_path / "k2")["history"]
+
+
+def test_iwae_with_a_kl_weight_is_one_line_exit_2(tiny_dir, tmp_path, capsys):
+    assert train.main(args(tiny_dir, tmp_path / "run", "--objective", "iwae", "--beta", "0.5")) == 2
+    err = capsys.readouterr().err
+    assert one_error_line(err) and err.startswith("error: --objective iwae: the IWAE bound has no KL weight")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_with_another_objective_is_one_line_exit_2(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(args(tiny_dir, out, epochs=1)) == 0
+    capsys.readouterr()
+    assert train.main(["--resume", str(out), "--objective", "iwae", "--data-dir", str(tiny_dir)]) == 2
+    err = capsys.readouterr().err
+    assert one_error_line(err) and "--objective iwae conflicts with the checkpoint's vae" in err
+
+
+def test_a_config_saved_before_objective_existed_trains_the_plain_vae():
+    old = {key: value for key, value in presets.config_for().items() if key not in ("objective", "k")}
+    assert presets.config_problem(old) is None
+    assert presets.complete(old) == presets.config_for()
+
+
 @pytest.mark.parametrize("bad", [["--lr", "-1"], ["--lr", "nan"], ["--batch-size", "0"], ["--dataset", "cifar"],
-                                 ["--hidden", "0"], ["--latent", "-2"], ["--validation", "1"], ["--epochs", "x"]])
+                                 ["--hidden", "0"], ["--latent", "-2"], ["--validation", "1"], ["--epochs", "x"],
+                                 ["--k", "0"], ["--objective", "elbo"]])
 def test_invalid_options_are_argparse_errors(bad, capsys):
     with pytest.raises(SystemExit) as exit_:
         train.main(bad)
@@ -297,6 +364,7 @@ def test_evaluate_command_prints_the_final_numbers_of_the_run(tiny_dir, tmp_path
     printed = capsys.readouterr().out
     assert f"ELBO {final['test_elbo']:.2f}" in printed
     assert f"log-likelihood >= {final['test_log_likelihood']:.2f}" in printed
+    assert "the log-likelihood is not a log-density" in printed  # a Bernoulli on grayscale pixels
 
 
 def test_eval_only_evaluates_the_checkpoint_without_training(tiny_dir, tmp_path, capsys):
@@ -329,3 +397,13 @@ def test_default_importance_samples_are_fewer_for_the_slow_convnet():
     assert run_metrics.eval_samples_for(presets.config_for("default")) == 100
     assert run_metrics.eval_samples_for(presets.config_for("keras-conv-2d")) == 10
     assert run_metrics.eval_samples_for(presets.config_for("keras-conv-2d"), asked=50) == 50
+
+
+def test_resuming_into_a_new_out_folder_leaves_a_run_that_can_be_resumed_there(tiny_dir, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train.main(args(tiny_dir, first, epochs=1)) == 0
+    assert train.main(["--resume", str(first), "--epochs", "1", "--out", str(second), "--no-plots",
+                       "--eval-samples", "0"]) == 0  # nothing to train: only evaluated
+    assert checkpoint.load(second).epoch == 1
+    assert train.main(["--resume", str(second), "--epochs", "2", "--no-plots", "--eval-samples", "0"]) == 0
+    assert checkpoint.load(second).epoch == 2 and checkpoint.load(first).epoch == 1

@@ -11,6 +11,7 @@ from minivae.optim import Adam
 from minivae.vae import count_params, mlp_vae
 
 TOL = 1e-6
+on_device, on_host = backend.to_device, backend.to_numpy
 
 
 def small_model(**kw):
@@ -19,11 +20,12 @@ def small_model(**kw):
 
 
 def batch(rng, n=5, dim=9):
-    return rng.uniform(0, 1, (n, dim)), rng.standard_normal((n, 3))
+    """x (n, dim) and eps (n, 3), float64, on the backend in use."""
+    return on_device(rng.uniform(0, 1, (n, dim))), on_device(rng.standard_normal((n, 3)))
 
 
 @settings(max_examples=12, deadline=None)
-@given(recon=st.sampled_from(["bce", "bce-prob", "mse"]), posterior=st.sampled_from(["logvar", "sigma"]),
+@given(recon=st.sampled_from(["bce", "bce-prob", "mse", "cb"]), posterior=st.sampled_from(["logvar", "sigma"]),
        activation=st.sampled_from(["relu", "tanh", "sigmoid"]), beta=st.sampled_from([0.0, 0.5, 1.0, 4.0]),
        hidden=st.lists(st.integers(2, 6), min_size=1, max_size=2), seed=st.integers(0, 1000))
 def test_elbo_gradient_matches_finite_differences_for_every_parameter(recon, posterior, activation, beta, hidden,
@@ -35,7 +37,7 @@ def test_elbo_gradient_matches_finite_differences_for_every_parameter(recon, pos
         model.params["sigma.b"] += 1.0
     for name, param in model.params.items():  # zero biases put dead ReLUs exactly on their kink
         if name.endswith(".b"):
-            param += rng.uniform(0.05, 0.2, param.shape)
+            param += on_device(rng.uniform(0.05, 0.2, param.shape))
     x, eps = batch(rng)
     errors = check_model(model, x, eps)
     assert set(errors) == set(model.params)
@@ -56,10 +58,10 @@ def test_step_twice_with_the_same_noise_gives_the_same_gradients():
     model = small_model()
     x, eps = batch(np.random.default_rng(0))
     model.step(x, eps=eps)
-    first = {k: g.copy() for k, g in model.grads.items()}
+    first = {k: on_host(g).copy() for k, g in model.grads.items()}
     model.step(x, eps=eps)
     for k in first:
-        np.testing.assert_array_equal(first[k], model.grads[k])
+        np.testing.assert_array_equal(first[k], on_host(model.grads[k]))
 
 
 def test_parameters_and_gradients_are_reachable_by_name():
@@ -78,15 +80,15 @@ def test_sigma_posterior_names_its_head_sigma():
 
 def test_training_runs_in_float32_without_float64_leaking_in():
     model = mlp_vae(hidden=(16,), latent=4)
-    x = np.random.default_rng(0).random((8, 784), dtype=np.float32)
+    x = on_device(np.random.default_rng(0).random((8, 784), dtype=np.float32))
     model.step(x)
     assert all(g.dtype == np.float32 for g in model.grads.values())
-    assert model.decode(np.zeros((2, 4), np.float32)).dtype == np.float32
+    assert model.decode(backend.xp.zeros((2, 4), np.float32)).dtype == np.float32
 
 
 def test_decode_sample_and_reconstruct_give_pixel_means_in_0_1():
     model = mlp_vae(hidden=(16,), latent=4)
-    x = np.random.default_rng(0).random((5, 784), dtype=np.float32)
+    x = on_device(np.random.default_rng(0).random((5, 784), dtype=np.float32))
     for images in (model.sample(6), model.reconstruct(x), model.reconstruct(x, sample=True)):
         assert images.ndim == 2 and images.shape[1] == 784
         assert images.min() >= 0 and images.max() <= 1
@@ -96,7 +98,7 @@ def test_decode_sample_and_reconstruct_give_pixel_means_in_0_1():
 
 def test_overfitting_one_small_batch_drives_the_loss_far_down():
     rng = np.random.default_rng(0)
-    x = (rng.random((16, 784)) < 0.2).astype(np.float32)
+    x = on_device((rng.random((16, 784)) < 0.2).astype(np.float32))
     model = mlp_vae(hidden=(64,), latent=8, rng=rng)
     opt = Adam(model.params, lr=3e-3)
     first = model.step(x).loss
@@ -108,7 +110,7 @@ def test_overfitting_one_small_batch_drives_the_loss_far_down():
 
 def test_importance_weighted_estimate_is_finite_in_float32_and_tightens_with_k():
     rng = np.random.default_rng(0)
-    x = (rng.random((64, 784)) < 0.2).astype(np.float32)
+    x = on_device((rng.random((64, 784)) < 0.2).astype(np.float32))
     model = mlp_vae(hidden=(32,), latent=4, rng=rng)
     opt = Adam(model.params, lr=3e-3)
     for _ in range(100):
@@ -131,14 +133,15 @@ def test_importance_weighted_estimate_equals_an_independent_float64_computation(
     model = small_model()
     x, _ = batch(np.random.default_rng(0))
     k = 7
-    estimate = model.log_likelihood(x, k=k, rng=np.random.default_rng(5))
-    mu, logvar = model.encode(x)
+    estimate = on_host(model.log_likelihood(x, k=k, rng=np.random.default_rng(5)))
+    mu, logvar = map(on_host, model.encode(x))
+    x = on_host(x)
     std = np.exp(0.5 * logvar)
     noise = np.random.default_rng(5)  # the same draws, in the same order
     log_w = []
     for _ in range(k):
         z = mu + std * noise.standard_normal(mu.shape)
-        p = 1 / (1 + np.exp(-model.decoder_output(z)))
+        p = 1 / (1 + np.exp(-on_host(model.decoder_output(on_device(z)))))
         log_px_z = (x * np.log(p) + (1 - x) * np.log(1 - p)).sum(1)
         log_w.append(log_px_z + norm.logpdf(z).sum(1) - norm.logpdf(z, mu, std).sum(1))
     np.testing.assert_allclose(estimate, logsumexp(np.array(log_w), axis=0) - np.log(k), rtol=1e-10)

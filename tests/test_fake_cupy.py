@@ -1,0 +1,97 @@
+"""The CuPy stand-in (fake_cupy.py) is strict where CuPy is: these tests show it catches host/device mistakes.
+
+They test the fake itself, so they run the same under either --backend.
+"""
+
+import fake_cupy as cp
+import numpy as np
+import pytest
+
+from minivae import backend, layers
+
+IMPLICIT = "Implicit conversion to a NumPy array is not allowed"
+
+
+@pytest.fixture
+def device_array():
+    return cp.asarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+def test_np_asarray_of_a_device_array_is_refused_as_cupy_refuses_it(device_array):
+    with pytest.raises(TypeError, match=IMPLICIT):
+        np.asarray(device_array)
+
+
+def test_numpy_testing_cannot_read_a_device_array(device_array):
+    with pytest.raises(TypeError, match=IMPLICIT):
+        np.testing.assert_array_equal(device_array, np.arange(6).reshape(2, 3))
+
+
+@pytest.mark.parametrize("mix", [lambda d, h: d + h, lambda d, h: h * d, lambda d, h: cp.maximum(d, h),
+                                 lambda d, h: d.__setitem__(..., h)], ids=["d+h", "h*d", "xp.maximum", "d[...]=h"])
+def test_a_numpy_array_cannot_meet_a_device_array(device_array, mix):
+    with pytest.raises(TypeError, match="Unsupported type <class 'numpy.ndarray'>"):
+        mix(device_array, np.ones((2, 3), dtype=np.float32))
+
+
+def test_indexing_with_a_numpy_index_array_is_refused(device_array):
+    with pytest.raises(TypeError, match="Unsupported type"):
+        device_array[np.array([1, 0])]
+    np.testing.assert_array_equal(device_array[cp.asarray(np.array([1, 0]))].get(), [[3, 4, 5], [0, 1, 2]])
+
+
+def test_a_planted_numpy_call_on_a_device_array_is_caught(device_array):
+    with pytest.raises(TypeError, match="numpy.exp was called on a device array"):
+        np.exp(device_array)
+    with pytest.raises(TypeError, match="numpy.concatenate was called on a device array"):
+        np.concatenate([device_array, device_array])
+
+
+def test_a_planted_numpy_call_in_a_layer_is_caught_on_the_fake_backend(monkeypatch):
+    monkeypatch.setattr(backend, "import_cupy", lambda: cp)
+    backend.use("cupy")
+    monkeypatch.setattr(layers.backend, "xp", np)  # as if tanh were written with np.tanh
+    with pytest.raises(TypeError, match="numpy.tanh was called on a device array"):
+        layers.Tanh().forward(cp.ones((2, 3)))
+
+
+def test_python_and_numpy_scalars_mix_freely_as_in_cupy(device_array):
+    np.testing.assert_array_equal((np.float32(2) * device_array + 1.0).get(), 2 * np.arange(6).reshape(2, 3) + 1)
+
+
+def test_the_way_back_to_numpy_is_get_or_to_numpy(device_array):
+    host = backend.to_numpy(device_array)
+    assert isinstance(host, np.ndarray) and isinstance(cp.asnumpy(device_array), np.ndarray)
+    np.testing.assert_array_equal(host, device_array.get())
+
+
+def test_reductions_give_0d_device_arrays_that_python_numbers_can_read(device_array):
+    total = device_array.sum()
+    assert isinstance(total, cp.ndarray) and total.shape == ()
+    assert float(total) == 15.0 and int(device_array[1, 2]) == 5 and f"{total:.1f}" == "15.0"
+
+
+def test_out_arguments_write_in_place_and_return_the_same_array(device_array):
+    out = cp.empty((2, 3), dtype=np.float32)
+    assert cp.multiply(device_array, 2, out=out) is out
+    np.testing.assert_array_equal(out.get(), 2 * np.arange(6).reshape(2, 3))
+
+
+def test_views_share_memory_with_their_base(device_array):
+    device_array.reshape(-1)[0] = 7
+    device_array.T[2, 1] += 1
+    np.testing.assert_array_equal(device_array.get(), [[7, 1, 2], [3, 4, 6]])
+
+
+def test_the_generator_takes_an_int_seed_only_and_draws_on_the_device():
+    with pytest.raises(TypeError, match="seed must be an int"):
+        cp.random.default_rng([0, 1])
+    draws = cp.random.default_rng(0).standard_normal((2, 3), dtype=np.float32)
+    assert isinstance(draws, cp.ndarray) and draws.dtype == np.float32
+    np.testing.assert_array_equal(draws.get(), cp.random.default_rng(0).standard_normal((2, 3), dtype="float32").get())
+
+
+def test_the_generator_draws_other_numbers_than_numpy_and_has_no_state_to_save():
+    fake = cp.random.default_rng(0)
+    assert not np.array_equal(fake.random(5).get(), np.random.default_rng(0).random(5))
+    assert not hasattr(fake.bit_generator, "state")

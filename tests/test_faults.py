@@ -1,0 +1,501 @@
+"""A battery of bad inputs and faults: each ends the command with one line that says what was wrong and what
+to do, an exit code that says how it ended, no traceback, no temporary file left and no empty run folder.
+
+The table CASES is the battery: a command line of `python -m minivae.train` or `python -m minivae.evaluate`
+(run in process), a fault injected before it (a full disk, a signal, no memory, a damaged checkpoint), the
+exit code it must end with and a phrase of its message. DEMO_CASES runs the demos in subprocesses (they read
+MINIVAE_BACKEND when they start). The tests after the tables follow a fault through to the end: the saved
+checkpoint resumes to the numbers of a run that never stopped, the leftovers of a SIGKILL are cleared.
+
+Exit codes: 2 for anything the user must fix (or a disk that must be freed), 1 for a run that diverged or a
+checkpoint with NaN weights, 130 for a stop (Ctrl-C, SIGTERM, SIGHUP) that saved what there was.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, write_dataset
+
+from minivae import checkpoint, cli, data, evaluate, files, run_figures, train, training, vae
+
+N_TRAIN, N_TEST, BATCH = 64, 16, 16  # 4 steps per epoch
+COMMANDS = {"train": train.main, "evaluate": evaluate.main}
+SMALL = ["--hidden", "16", "--latent", "2", "--batch-size", str(BATCH), "--eval-samples", "2", "--no-plots"]
+
+
+@pytest.fixture(autouse=True)
+def offline(isolated_data):
+    """No real data folder, cache or network (conftest.isolated_data)."""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("tiny"), n_train=N_TRAIN, n_test=N_TEST)
+
+
+@pytest.fixture(scope="module")
+def finished(tiny, tmp_path_factory):
+    """A run of one epoch that ended well: cases that damage its checkpoint work on a copy."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "1", *SMALL]) == 0
+    return out
+
+
+@dataclass
+class World:
+    """What a case's setup and command line may use: its own folder, the data, a copy of a finished run."""
+
+    tmp: Path
+    data: Path
+    run: Path
+    monkeypatch: pytest.MonkeyPatch
+
+    @property
+    def out(self):
+        return self.tmp / "out"
+
+
+# ---------------------------------------------------------------- faults to inject
+
+
+def fail_at_step(k, error):
+    """Make the k-th VAE.step call (1-based) raise `error` (or call it, if it is a function: send a signal)."""
+    def setup(world):
+        original, calls = vae.VAE.step, []
+
+        def step(self, x, eps=None, rng=None):
+            calls.append(1)
+            if len(calls) == k:
+                if isinstance(error, BaseException):
+                    raise error
+                error()
+            return original(self, x, eps=eps, rng=rng)
+
+        world.monkeypatch.setattr(vae.VAE, "step", step)
+    return setup
+
+
+def disk_full(module, at_call=1):
+    """From the at_call-th write of `module`'s atomic_file on, write a few bytes and then run out of space."""
+    def setup(world):
+        calls = []
+
+        @contextmanager
+        def atomic_file(path):
+            calls.append(path)
+            with files.atomic_file(path) as f:
+                if len(calls) >= at_call:
+                    f.write(b"half a file")
+                    raise OSError(28, "No space left on device")
+                yield f
+
+        world.monkeypatch.setattr(module, "atomic_file", atomic_file)
+    return setup
+
+
+def raise_in(module, name, error):
+    """Make module.name raise `error` when called."""
+    def setup(world):
+        def fail(*args, **kwargs):
+            raise error
+
+        world.monkeypatch.setattr(module, name, fail)
+    return setup
+
+
+def unwritable_out(world):
+    """The output folder refuses files (chmod does not stop root, so the refusal is simulated)."""
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    world.monkeypatch.setattr(files, "atomic_file", refuse)
+
+
+def signal_self(signum):
+    return lambda: os.kill(os.getpid(), signum)
+
+
+def twice(signum, step):
+    """Two signals: the first during the step-th step, the second while that stop's checkpoint is being saved."""
+    def setup(world):
+        stopped = []
+
+        def first():
+            stopped.append(signum)
+            os.kill(os.getpid(), signum)
+
+        fail_at_step(step, first)(world)
+        original = training.save_checkpoint
+
+        def save_checkpoint(*args, **kwargs):
+            if stopped:  # (the end of an earlier epoch saves undisturbed)
+                os.kill(os.getpid(), signum)
+            return original(*args, **kwargs)
+
+        world.monkeypatch.setattr(training, "save_checkpoint", save_checkpoint)
+    return setup
+
+
+def edit_config(**changes):
+    """Rewrite the copied run's checkpoint with its config changed (a value None removes the key)."""
+    def setup(world):
+        path = world.run / checkpoint.FILENAME
+        with np.load(path) as npz:
+            entries = {name: npz[name] for name in npz.files}
+        meta = json.loads(str(entries["meta"]))
+        for key, value in changes.items():
+            meta["config"].pop(key) if value is None else meta["config"].__setitem__(key, value)
+        entries["meta"] = np.array(json.dumps(meta))
+        np.savez(path, **entries)
+    return setup
+
+
+def poison_weights(world):
+    """NaN in the copied run's weights."""
+    path = world.run / checkpoint.FILENAME
+    with np.load(path) as npz:
+        entries = {name: npz[name] for name in npz.files}
+    entries["param/decoder.0.W"] = np.full_like(entries["param/decoder.0.W"], np.nan)
+    np.savez(path, **entries)
+
+
+def damage(how):
+    def setup(world):
+        path = world.run / checkpoint.FILENAME
+        path.write_bytes(path.read_bytes()[:1000] if how == "truncate" else os.urandom(1000))
+    return setup
+
+
+def other_data(world):
+    write_dataset(world.tmp / "other", n_train=N_TRAIN, n_test=N_TEST, seed=1)
+
+
+def data_lacking_a_file(world):
+    shutil.copytree(world.data, world.tmp / "partial")
+    (world.tmp / "partial" / data.FILES[2]).unlink()
+
+
+def out_holds(*names):
+    def setup(world):
+        world.out.mkdir()
+        for name in names:
+            (world.out / name).write_text("{}")
+    return setup
+
+
+def out_is_a_file(world):
+    world.out.write_text("not a folder")
+
+
+def stop_loading(signum):
+    """A stop while the data is read."""
+    def setup(world):
+        def load(*args, **kwargs):
+            os.kill(os.getpid(), signum)
+
+        world.monkeypatch.setattr(data, "load", load)
+    return setup
+
+
+def signal_while_drawing(world):
+    def write_figures(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    world.monkeypatch.setattr(run_figures, "write_figures", write_figures)
+
+
+def data_dir_variable_missing(world):
+    world.monkeypatch.setenv("MINIVAE_DATA_DIR", str(world.tmp / "nowhere"))
+
+
+def no_gpu(world):
+    """MINIVAE_BACKEND=cupy, as the backend reads it (the demos' cases set the real variable)."""
+    world.monkeypatch.setattr(train.backend, "requested", "cupy")
+
+
+# ---------------------------------------------------------------- the battery
+
+TRAIN = ["train", "--data-dir", "{data}", "--out", "{out}", *SMALL]
+RESUME = ["train", "--resume", "{run}", "--epochs", "2", "--no-plots", "--eval-samples", "2"]
+EVALUATE = ["evaluate", "{run}", "--eval-samples", "2"]
+TOO_BIG = "does not fit in memory"
+FULL = OSError(28, "No space left on device")
+
+
+def case(name, argv, code, phrase, setup=None):
+    return pytest.param(argv, code, phrase, setup, id=name)
+
+
+CASES = [
+    # options argparse refuses
+    case("negative-lr", [*TRAIN, "--lr", "-1"], 2, "must be more than 0"),
+    case("nan-lr", [*TRAIN, "--lr", "nan"], 2, "finite"),
+    case("zero-batch", [*TRAIN, "--batch-size", "0"], 2, "--batch-size: must be more than 0"),
+    case("epochs-not-a-number", [*TRAIN, "--epochs", "x"], 2, "is not a whole number"),
+    case("unknown-dataset", [*TRAIN, "--dataset", "cifar"], 2, "invalid choice"),
+    case("unknown-preset", [*TRAIN, "--preset", "nope"], 2, "invalid choice"),
+    case("validation-of-1", [*TRAIN, "--validation", "1"], 2, "fraction below 1"),
+    case("negative-beta", [*TRAIN, "--beta", "-0.5"], 2, "at least 0"),
+    case("zero-threads", [*TRAIN, "--threads", "0"], 2, "--threads: must be more than 0"),
+    case("evaluate-negative-samples", [*EVALUATE, "--eval-samples", "-1"], 2, "at least 0"),
+    # options that are valid one by one but not usable
+    case("hidden-past-numpy", [*TRAIN, "--hidden", str(10**20)], 2, TOO_BIG),
+    case("hidden-past-memory", [*TRAIN, "--hidden", str(10**11)], 2, TOO_BIG),
+    case("latent-past-numpy", [*TRAIN, "--latent", str(10**19)], 2, TOO_BIG),
+    case("eval-samples-past-numpy", [*TRAIN, "--epochs", "1", "--eval-samples", str(10**20)], 2,
+         "the trained model is saved in"),
+    case("evaluate-samples-past-numpy", [*EVALUATE, "--eval-samples", str(10**20)], 2, "smaller --eval-samples"),
+    case("validation-leaves-nothing", [*TRAIN, "--validation", "0.999"], 2, "no training images are left"),
+    case("hidden-with-conv", [*TRAIN, "--preset", "keras-conv-2d"], 2, "--hidden is for MLP models"),
+    case("eval-only-without-resume", [*TRAIN, "--eval-only"], 2, "--eval-only needs --resume"),
+    # data
+    case("data-dir-missing", [*TRAIN, "--data-dir", "{tmp}/nowhere"], 2, "no such folder"),
+    case("data-dir-lacks-a-file", [*TRAIN, "--data-dir", "{tmp}/partial"], 2, f"missing: {data.FILES[2]}",
+         data_lacking_a_file),
+    case("data-dir-variable-missing", [w for w in TRAIN if w not in ("--data-dir", "{data}")], 2,
+         "MINIVAE_DATA_DIR", data_dir_variable_missing),
+    case("resume-on-other-data", [*RESUME, "--data-dir", "{tmp}/other"], 2, "was trained on other data", other_data),
+    # checkpoints
+    case("resume-missing", [*RESUME[:2], "{tmp}/none.npz"], 2, "no such checkpoint file"),
+    case("resume-truncated", RESUME, 2, "truncated or damaged", damage("truncate")),
+    case("resume-random-bytes", RESUME, 2, "not a readable minivae checkpoint", damage("random")),
+    case("resume-other-architecture", [*RESUME, "--hidden", "32"], 2, "--hidden [32] conflicts"),
+    case("config-lacks-latent", RESUME, 2, "its config lacks 'latent'", edit_config(latent=None)),
+    case("config-unknown-recon", RESUME, 2, "recon 'laplace'", edit_config(recon="laplace")),
+    case("config-unknown-preset", RESUME, 2, "the preset 'vq'", edit_config(preset="vq")),
+    case("config-unknown-arch", RESUME, 2, "arch 'resnet'", edit_config(arch="resnet")),
+    case("config-unknown-optimizer", RESUME, 2, "optimizer 'lamb'", edit_config(optimizer="lamb")),
+    case("config-zero-hidden", RESUME, 2, "unusable hidden", edit_config(hidden=[0])),
+    case("evaluate-config-lacks-lr", EVALUATE, 2, "its config lacks 'lr'", edit_config(lr=None)),
+    case("evaluate-missing", ["evaluate", "{tmp}/none"], 2, "no such checkpoint file"),
+    case("evaluate-nan-weights", EVALUATE, 1, "not usable", poison_weights),
+    # the output folder
+    case("out-holds-a-run", TRAIN, 2, "continue it with --resume", out_holds("metrics.json", "checkpoint.npz")),
+    case("out-holds-metrics-only", TRAIN, 2, "cannot be resumed (no checkpoint)", out_holds("metrics.json")),
+    case("out-is-a-file", TRAIN, 2, "cannot write to the output folder", out_is_a_file),
+    case("out-unwritable", TRAIN, 2, "cannot write to the output folder", unwritable_out),
+    # the device
+    case("device-gpu-without-cupy", [*TRAIN, "--device", "gpu"], 2, "CuPy"),
+    case("backend-variable-without-cupy", TRAIN, 2, "MINIVAE_BACKEND=cupy", no_gpu),
+    # faults during training
+    case("diverges-in-epoch-1", [*TRAIN, "--lr", "1e30", "--optimizer", "sgd"], 1, "no checkpoint was saved"),
+    case("last-update-breaks-weights", [*TRAIN, "--lr", "1e308", "--batch-size", str(N_TRAIN)], 1,
+         "the test loss became"),
+    case("disk-full-first-save", TRAIN, 2, "No space left on device); free some space; nothing was saved",
+         disk_full(checkpoint)),
+    case("disk-full-second-save", [*TRAIN, "--epochs", "2"], 2, "holds the end of epoch 1; resume with:",
+         disk_full(checkpoint, at_call=2)),
+    case("disk-full-metrics", [*TRAIN, "--epochs", "2"], 2, "holds the end of epoch 2; resume with:",
+         disk_full(training, at_call=2)),
+    case("disk-full-figures", [*TRAIN[:-1], "--epochs", "1"], 2, "the trained model is saved in",
+         raise_in(run_figures, "write_figures", FULL)),
+    case("no-memory-mid-run", [*TRAIN, "--epochs", "2"], 2, "out of memory while training",
+         fail_at_step(6, MemoryError())),
+    case("array-too-big-mid-run", [*TRAIN, "--epochs", "2"], 2, "resume with:",
+         fail_at_step(6, ValueError("array is too big; `arr.size * arr.dtype.itemsize` is larger than the maximum"))),
+    case("sigterm-mid-epoch", [*TRAIN, "--epochs", "2"], 130, "holds epoch 2, step 3; resume with:",
+         fail_at_step(7, signal_self(signal.SIGTERM))),
+    case("sighup-mid-epoch", [*TRAIN, "--epochs", "2"], 130, "resume with:",
+         fail_at_step(7, signal_self(signal.SIGHUP))),
+    case("sigterm-in-epoch-1-then-again-in-save", TRAIN, 130, "interrupted again); nothing was saved",
+         twice(signal.SIGTERM, step=3)),
+    case("sigterm-in-epoch-2-then-again-in-save", [*TRAIN, "--epochs", "2"], 130,
+         "interrupted again); " + "{out}/checkpoint.npz holds the end of epoch 1; resume with:",
+         twice(signal.SIGTERM, step=7)),
+    case("sigterm-while-drawing", [*TRAIN[:-1], "--epochs", "1"], 130, "interrupted after training",
+         signal_while_drawing),
+    case("ctrl-c-while-loading", TRAIN, 130, "nothing was written", stop_loading(signal.SIGINT)),
+    case("sigterm-while-loading", TRAIN, 130, "nothing was written", stop_loading(signal.SIGTERM)),
+]
+
+
+def run_case(argv, world, capsys):
+    """Run the case's command in process; returns (exit code, stderr)."""
+    words = [w.format(data=world.data, out=world.out, run=world.run, tmp=world.tmp) for w in argv]
+    capsys.readouterr()
+    try:
+        code = COMMANDS[words[0]](words[1:])
+    except SystemExit as exit_:  # argparse
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def assert_ends_cleanly(code, err, expected_code, phrase, folder):
+    """The exit code, the phrase in one line, no traceback, no temporary file, no empty folder."""
+    assert code == expected_code, err
+    assert "Traceback" not in err, err
+    said = [line for line in err.splitlines() if "error:" in line or line.startswith("interrupted")]
+    assert len(said) == 1 and phrase in said[0], err
+    if code == 130:
+        assert "error:" not in err
+    assert not [p for p in folder.rglob("*") if ".tmp" in p.name], "a temporary file was left"
+    assert not [p for p in folder.rglob("*") if p.is_dir() and not any(p.iterdir())], "an empty folder was left"
+
+
+@pytest.mark.parametrize("argv, code, phrase, setup", CASES)
+def test_fault(argv, code, phrase, setup, tiny, finished, tmp_path, monkeypatch, capsys):
+    if (setup is no_gpu or "gpu" in argv) and has_cupy():
+        pytest.skip("CuPy is installed here")
+    world = World(tmp_path, tiny, tmp_path / "run", monkeypatch)
+    shutil.copytree(finished, world.run)
+    if setup is not None:
+        setup(world)
+    result, err = run_case(argv, world, capsys)
+    assert_ends_cleanly(result, err, code, phrase.format(out=world.out), tmp_path)
+
+
+# ---------------------------------------------------------------- the demos, as students start them
+
+DEMOS = REPO / "demos"
+SCRIPTS = sorted(p.name for p in DEMOS.glob("*.py") if not p.name.startswith("_"))
+BAD_VALUE = {"003_conv_vae.py": ["--train-size", "0"], "anomaly_detection.py": ["--holdout", "12"],
+             "step_through.py": ["--batch", "0"], "vae_vs_autoencoder.py": ["--threads", "0"]}  # others: --seed -1
+DEMO_CASES = [(s, "bad-value", BAD_VALUE.get(s, ["--seed", "-1"]), "argument") for s in SCRIPTS]
+DEMO_CASES += [(s, "no-gpu", [], "MINIVAE_BACKEND=cupy") for s in SCRIPTS]
+DEMO_CASES += [("000_binarized_mlp.py", "missing-data", ["--data-dir", "{tmp}/nowhere"], "no such folder")]
+DEMO_CASES += [("002_latent_2d.py", "out-is-a-file", ["--quick", "--out", "{tmp}/a-file"], "choose another --out")]
+DEMO_CASES += [("step_through.py", "too-big", ["--hidden", str(10**20)], "out of memory")]
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory):
+    """Every demo case started at once (each is mostly Python starting up), and waited for when asked."""
+    tmp = tmp_path_factory.mktemp("demos")
+    (tmp / "a-file").write_text("not a folder")
+    started = {}
+    for script, what, extra, _ in DEMO_CASES:
+        out = tmp / f"{script}-{what}"
+        env = os.environ | {"OPENBLAS_NUM_THREADS": "1", "MINIVAE_BACKEND": "cupy" if what == "no-gpu" else "numpy"}
+        args = [w.format(tmp=tmp) for w in extra]
+        args += ["--out", str(out)] if script != "step_through.py" and "--out" not in extra else []
+        if what == "no-gpu" and script != "step_through.py":
+            args.append("--quick")
+        started[script, what] = subprocess.Popen([sys.executable, str(DEMOS / script), *args], cwd=REPO, env=env,
+                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    yield tmp, {key: process for key, process in started.items()}
+    for process in started.values():
+        process.kill()
+
+
+@pytest.mark.parametrize("script, what, extra, phrase", DEMO_CASES, ids=[f"{c[0][:-3]}-{c[1]}" for c in DEMO_CASES])
+def test_demo_fault(script, what, extra, phrase, demo_runs):
+    if what == "no-gpu" and has_cupy():
+        pytest.skip("CuPy is installed here")
+    tmp, started = demo_runs
+    _, err = started[script, what].communicate(timeout=120)
+    assert_ends_cleanly(started[script, what].returncode, err, 2, phrase, tmp)
+
+
+def has_cupy():
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- faults followed through
+
+
+def numbers(out):
+    """What a run computed, less the timings: the per-epoch losses and the final parameters."""
+    history = [{k: v for k, v in h.items() if k != "seconds"} for h in json.loads((out / "metrics.json").read_text())[
+        "history"]]
+    return history, checkpoint.load(out).params
+
+
+def test_sigterm_mid_epoch_saves_a_checkpoint_that_resumes_to_the_same_numbers(tiny, tmp_path, monkeypatch, capsys):
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny), "--out", str(reference), "--epochs", "2", *SMALL]) == 0
+    fail_at_step(6, signal_self(signal.SIGTERM))(World(tmp_path, tiny, out, monkeypatch))
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "2", *SMALL]) == 130
+    monkeypatch.undo()
+    command = capsys.readouterr().err.split("resume with: ")[1].split()
+    assert "--data-dir" not in command  # the checkpoint knows where the data is
+    assert train.main(command[3:]) == 0
+    (history, params), (expected_history, expected_params) = numbers(out), numbers(reference)
+    assert history == expected_history and all(np.array_equal(params[k], expected_params[k]) for k in params)
+
+
+def test_disk_full_keeps_a_checkpoint_that_the_printed_command_resumes(tiny, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    disk_full(checkpoint, at_call=2)(World(tmp_path, tiny, out, monkeypatch))
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "2", *SMALL]) == 2
+    monkeypatch.undo()
+    command = capsys.readouterr().err.split("resume with: ")[1].split()
+    assert checkpoint.load(out).epoch == 1
+    assert train.main(command[3:]) == 0 and checkpoint.load(out).epoch == 2
+
+
+def test_temporary_files_left_by_a_sigkill_are_removed_at_the_next_start(tiny, finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    orphans = [run / ".checkpoint.npz.k3j9x2.tmp.npz", run / ".metrics.json.a8b7c6.tmp.json",
+               run / ".loss_curves.png.x1y2z3.tmp.png"]
+    for orphan in orphans:
+        orphan.write_bytes(b"half a file")
+    assert train.main(["--resume", str(run), "--epochs", "2", "--no-plots", "--eval-samples", "0"]) == 0
+    assert not any(orphan.exists() for orphan in orphans)
+
+
+def test_evaluate_and_resume_find_the_data_the_run_used_without_data_dir(finished, tmp_path, capsys):
+    run = shutil.copytree(finished, tmp_path / "run")  # and no MINIVAE_DATA_DIR, cache or download (offline)
+    assert evaluate.main([str(run), "--eval-samples", "0"]) == 0
+    assert train.main(["--resume", str(run), "--epochs", "2", "--no-plots", "--eval-samples", "0"]) == 0
+
+
+def test_evaluate_needs_only_the_two_test_files(tiny, finished, tmp_path):
+    test_files = tmp_path / "test-only"
+    test_files.mkdir()
+    for name in data.FILES[2:]:
+        shutil.copy(tiny / name, test_files / name)
+    assert evaluate.main([str(finished), "--data-dir", str(test_files), "--eval-samples", "0"]) == 0
+
+
+def test_resuming_rewrites_metrics_json_from_the_checkpoint(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    (run / "metrics.json").write_text("{}")  # as if killed between the checkpoint and metrics.json
+    assert train.main(["--resume", str(run), "--epochs", "1", "--no-plots", "--eval-samples", "0"]) == 0
+    assert [h["epoch"] for h in json.loads((run / "metrics.json").read_text())["history"]] == [1]
+
+
+def test_divergence_right_after_resuming_blames_the_checkpoint_not_the_learning_rate(finished, tmp_path, monkeypatch,
+                                                                                     capsys):
+    run = shutil.copytree(finished, tmp_path / "run")
+    fail_at_step(1, lambda: None)(World(tmp_path, None, run, monkeypatch))
+    poison_weights(World(tmp_path, None, run, monkeypatch))
+    assert train.main(["--resume", str(run), "--epochs", "2", "--no-plots"]) == 1
+    err = capsys.readouterr().err
+    assert "may hold damaged weights" in err and "--lr" not in err
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_out_folder_fails_before_training(tiny, tmp_path, capsys):
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o500)
+    assert train.main(["--data-dir", str(tiny), "--out", str(folder / "run"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to the output folder" in err and "epoch" not in err
+
+
+def test_the_thread_count_is_recorded_and_may_change_on_resume(tiny, tmp_path):
+    out = tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "1", "--threads", "2", *SMALL]) == 0
+    assert checkpoint.load(out).extra["threads"] == 2
+    assert train.main(["--resume", str(out), "--epochs", "2", "--threads", "1", "--no-plots"]) == 0
+    assert checkpoint.load(out).extra["threads"] == 1
+
+
+def test_every_user_error_has_a_one_line_explanation():
+    for error in (cli.UsageError("a\nb"), OSError(28, "No space left on device"), MemoryError(),
+                  ValueError("Maximum allowed dimension exceeded")):
+        assert "\n" not in cli.explain(error)
+    assert cli.explain(ValueError("a bug")) is None  # which keeps its traceback

@@ -1,0 +1,160 @@
+"""The gradient check must fail on every plausible one-line mistake in a backward pass.
+
+Each test plants one mistake: it takes the source of one real function of the library, replaces one piece of
+code (exactly one occurrence) with a mistaken version, compiles it in the function's own module and
+monkeypatches it in. Then the table of `python -m minivae.gradcheck` must have a failing row. The test ids
+name the mistakes; the planted code reads as the list of what the checker guards against.
+"""
+
+import importlib
+import inspect
+import textwrap
+from typing import NamedTuple
+
+import pytest
+
+from minivae import gradcheck
+from minivae.gradcheck_table import CHECKS
+
+
+class Mistake(NamedTuple):
+    id: str
+    target: str  # module.Class.function or module.function, under minivae
+    correct: str  # the code as it is
+    mistaken: str  # the one-line mistake
+
+
+MISTAKES = [
+    # layers.py
+    Mistake("dense-dx-without-transpose", "layers.Dense.backward",
+            'dout @ self.params["W"].T', 'dout @ self.params["W"]'),
+    Mistake("dense-dW-transposed", "layers.Dense.backward",
+            'xp.matmul(self.x.T, dout, out=self.grads["W"])', 'xp.matmul(dout.T, self.x, out=self.grads["W"])'),
+    Mistake("dense-dW-accumulates", "layers.Dense.backward",
+            'xp.matmul(self.x.T, dout, out=self.grads["W"])', 'self.grads["W"] += self.x.T @ dout'),
+    Mistake("dense-bias-gradient-missing", "layers.Dense.backward",
+            'dout.sum(axis=0, out=self.grads["b"])', 'self.grads["b"][...] = 0'),
+    Mistake("dense-bias-gradient-mean-not-sum", "layers.Dense.backward",
+            'dout.sum(axis=0, out=self.grads["b"])', 'dout.mean(axis=0, out=self.grads["b"])'),
+    Mistake("relu-mask-always-true (>= instead of >)", "layers.ReLU.backward",
+            "dout * (self.out > 0)", "dout * (self.out >= 0)"),
+    Mistake("relu-mask-from-dout", "layers.ReLU.backward", "dout * (self.out > 0)", "dout * (dout > 0)"),
+    Mistake("sigmoid-s-instead-of-s(1-s)", "layers.Sigmoid.backward",
+            "dout * self.out * (1 - self.out)", "dout * self.out"),
+    Mistake("tanh-1-out-instead-of-1-out^2", "layers.Tanh.backward",
+            "dout * (1 - self.out * self.out)", "dout * (1 - self.out)"),
+    # conv.py
+    Mistake("col2im-overwrites-overlapping-windows", "conv.col2im",
+            "+= windows[:, i, j]", "= windows[:, i, j]"),
+    Mistake("conv2d-col2im-with-stride-1", "conv.Conv2D.backward",
+            "self.kernel_size, self.stride, dout.shape[2:]", "self.kernel_size, (1, 1), dout.shape[2:]"),
+    Mistake("conv2d-col2im-with-strides-swapped", "conv.Conv2D.backward",
+            "self.kernel_size, self.stride, dout.shape[2:]", "self.kernel_size, self.stride[::-1], dout.shape[2:]"),
+    Mistake("conv2d-dW-accumulates", "conv.Conv2D.backward",
+            'xp.matmul(dout2, self.cols.T, out=self.grads["W"].reshape(W2.shape))',
+            'self.grads["W"] += (dout2 @ self.cols.T).reshape(self.grads["W"].shape)'),
+    Mistake("conv2d-dx-by-convolution-kernel-not-turned", "conv.Conv2D._dx_by_convolution",
+            'self.params["W"][:, :, ::-1, ::-1]', 'self.params["W"]'),
+    Mistake("conv2d-dx-by-convolution-pads-top-for-bottom", "conv.Conv2D._dx_by_convolution",
+            "(kh - 1 - top, kh - 1 - bottom)", "(kh - 1 - bottom, kh - 1 - top)"),
+    Mistake("conv-transpose-dx-with-kernel-turned", "conv.ConvTranspose2D.backward",
+            'W2 = self.params["W"].reshape(self.in_channels, -1)',
+            'W2 = self.params["W"][:, :, ::-1, ::-1].reshape(self.in_channels, -1)'),
+    Mistake("conv-transpose-dW-accumulates", "conv.ConvTranspose2D.backward",
+            'xp.matmul(self.x2, dcols.T, out=self.grads["W"].reshape(W2.shape))',
+            'self.grads["W"] += (self.x2 @ dcols.T).reshape(self.grads["W"].shape)'),
+    Mistake("conv-transpose-bias-gradient-misses-the-batch", "conv.ConvTranspose2D.backward",
+            'dout.sum(axis=(0, 2, 3), out=self.grads["b"])', 'dout[0].sum(axis=(1, 2), out=self.grads["b"])'),
+    # losses.py
+    Mistake("bce-logits-gradient-without-the-scale", "losses.bce_logits", "work *= scale", "pass"),
+    Mistake("bce-logits-gradient-wrong-sign", "losses.bce_logits", "work -= x", "work = x - work"),
+    Mistake("bce-probs-clip-keeps-the-gradient", "losses.bce_probs",
+            "(clipped * (1 - clipped)) * inside", "(clipped * (1 - clipped))"),
+    Mistake("bce-probs-clip-test->=-keeps-the-top-clip", "losses.bce_probs",
+            "inside = (probs == clipped)", "inside = (probs >= clipped)"),
+    Mistake("bce-probs-gradient-without-the-scale", "losses.bce_probs", "dprobs *= scale", "pass"),
+    Mistake("bce-probs-gradient-of-unclipped-p", "losses.bce_probs",
+            "dprobs = (clipped - x) / (clipped * (1 - clipped))", "dprobs = (probs - x) / (probs * (1 - probs))"),
+    Mistake("squared-error-missing-factor-2", "losses.squared_error", "diff *= 2 * scale", "diff *= scale"),
+    # gaussian.py
+    Mistake("logvar-sampler-missing-factor-0.5", "gaussian.LogvarGaussian.backward",
+            "dz * (0.5 * self.std * self.eps)", "dz * (self.std * self.eps)"),
+    Mistake("logvar-sampler-forgets-eps", "gaussian.LogvarGaussian.backward",
+            "dz * (0.5 * self.std * self.eps)", "dz * (0.5 * self.std)"),
+    Mistake("sigma-sampler-forgets-eps", "gaussian.SigmaGaussian.backward", "return dz, dz * self.eps",
+            "return dz, dz"),
+    Mistake("logvar-kl-gradient-exp(logvar)-not-0.5(exp(logvar)-1)", "gaussian.LogvarGaussian.kl",
+            "return kl, mu, 0.5 * (var - 1)", "return kl, mu, var"),
+    Mistake("logvar-kl-mu-gradient-wrong-sign", "gaussian.LogvarGaussian.kl",
+            "return kl, mu, 0.5 * (var - 1)", "return kl, -mu, 0.5 * (var - 1)"),
+    Mistake("sigma-kl-ignores-the-floor (1/sigma)", "gaussian.SigmaGaussian.kl",
+            "sigma - sigma / (var + cls.LOG_FLOOR)", "sigma - 1 / sigma"),
+    Mistake("sigma-kl-ignores-the-floor (sigma/sigma^2)", "gaussian.SigmaGaussian.kl",
+            "sigma - sigma / (var + cls.LOG_FLOOR)", "sigma - sigma / var"),
+    Mistake("sigma-kl-keeps-the-0.5", "gaussian.SigmaGaussian.kl",
+            "sigma - sigma / (var + cls.LOG_FLOOR)", "0.5 * (sigma - sigma / (var + cls.LOG_FLOOR))"),
+    # vae.py
+    Mistake("heads-gradients-not-added", "vae.VAE.step",
+            "dh += self.scale_head.backward(dscale)", "dh = self.scale_head.backward(dscale)"),
+    Mistake("kl-weight-without-beta", "vae.VAE.step", "weight = self.beta / n", "weight = 1 / n"),
+    Mistake("kl-weight-without-the-batch-mean", "vae.VAE.step", "weight = self.beta / n", "weight = self.beta"),
+    Mistake("kl-path-to-the-scale-head-missing", "vae.VAE.step",
+            "dscale = dscale + weight * dkl_dscale", "dscale = dscale"),
+    Mistake("decoder-gradient-skips-the-sampler", "vae.VAE.step",
+            "dmu, dscale = self.posterior.backward(dz)", "dmu, dscale = dz, dz"),
+    # continuous_bernoulli.py: the gradient E[x] - x goes through its mean
+    Mistake("cb-mean-loses-its-sign-for-negative-logits", "continuous_bernoulli.mean",
+            "closed = xp.where(logits < 0, -half_gap, half_gap)", "closed = half_gap"),
+    Mistake("cb-mean-without-its-1/a-term", "continuous_bernoulli.mean",
+            "half_gap = 0.5 + xp.exp(-r) / -xp.expm1(-r) - 1.0 / r", "half_gap = 0.5 + xp.exp(-r) / -xp.expm1(-r)"),
+    # iwae.py
+    Mistake("iwae-weights-every-sample-alike", "iwae.step",
+            "weight = w_tilde / n", "weight = backend.xp.full_like(w_tilde, 1.0 / (k * n))"),
+    Mistake("iwae-forgets-the-prior's-gradient-in-z", "iwae.step",
+            "dz += w3 * (dlogq_dz + z)", "dz += w3 * dlogq_dz"),
+    Mistake("iwae-samples-gradients-averaged-not-summed", "iwae.step",
+            "dmu, dscale = dmu.sum(axis=0), dscale.sum(axis=0)", "dmu, dscale = dmu.mean(axis=0), dscale.mean(axis=0)"),
+]
+
+
+def plant(monkeypatch, mistake):
+    """Monkeypatch mistake.target with its source, `correct` replaced by `mistaken`."""
+    module_name, *owner_path, name = mistake.target.split(".")
+    module = importlib.import_module(f"minivae.{module_name}")
+    owner = module
+    for attribute in owner_path:
+        owner = getattr(owner, attribute)
+    function = owner.__dict__[name]  # the raw function, staticmethod or classmethod, as the source defines it
+    source = textwrap.dedent(inspect.getsource(getattr(function, "__func__", function)))
+    if isinstance(function, (staticmethod, classmethod)):
+        source = f"@{type(function).__name__}\n{source}"
+    assert source.count(mistake.correct) == 1, f"{mistake.target} should contain {mistake.correct!r} once"
+    namespace = {}
+    exec(compile(source.replace(mistake.correct, mistake.mistaken), f"<{mistake.id}>", "exec"),
+         vars(module), namespace)
+    monkeypatch.setattr(owner, name, namespace[name])
+
+
+def first_failing_row():
+    """The name of the first row of the table that fails (by gradcheck's pass rule), or None."""
+    for check in CHECKS:
+        verdicts, _, problem = gradcheck.run_check(check, raw=False)
+        if not gradcheck.passes(verdicts, problem):
+            return check.name
+    return None
+
+
+def test_the_table_passes_without_a_planted_mistake():
+    assert first_failing_row() is None
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=[m.id for m in MISTAKES])
+def test_the_table_catches_a_planted_mistake(monkeypatch, mistake):
+    plant(monkeypatch, mistake)
+    assert first_failing_row() is not None, f"no row of the table catches {mistake.id}"
+
+
+def test_the_command_exits_1_on_a_planted_mistake(monkeypatch, capsys):
+    plant(monkeypatch, MISTAKES[0])
+    assert gradcheck.main([]) == 1
+    assert "FAIL" in capsys.readouterr().out
