@@ -1,10 +1,11 @@
 """plots_labels.image_rows: one named row of images per class, written like every other figure."""
 
+import matplotlib.figure
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from minivae import plots, plots_labels
+from minivae import plots_labels
 
 
 @pytest.fixture
@@ -12,12 +13,12 @@ def drawn(monkeypatch):
     """Every figure drawn, kept so that a test can look at it."""
     kept = []
 
-    class Recorded(plots.Figure):
+    class Recorded(matplotlib.figure.Figure):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             kept.append(self)
 
-    monkeypatch.setattr(plots, "Figure", Recorded)
+    monkeypatch.setattr(matplotlib.figure, "Figure", Recorded)  # plots imports it where it draws
     return kept
 
 
