@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minivae import backend, continuous_bernoulli, conv, gaussian, iwae, layers, losses
+from minivae import backend, continuous_bernoulli, conv, cvae, gaussian, iwae, layers, losses, m2
 from minivae.gradcheck import check_function, check_layer, check_model
 
 F64 = "float64"
@@ -238,6 +238,27 @@ CHECKS = [
     Check("KL", "KL [sigma] at its floor: sigma 0, |sigma| 3e-6..3e-5 (h = 1e-8)", 44,
           kl_check("sigma", zero_or_both_sides((4, 3), 3e-6, 3e-5), h=1e-8)),
 ]
+def cross_entropy_check(draw_logits, scale=0.25):
+    """losses.softmax_cross_entropy(logits, labels, scale) against d(scale * sum nll)/dlogits, labels drawn
+    uniformly over the classes (looked up when the row runs, like loss_check)."""
+    def run(rng, noise_aware):
+        logits = device(draw_logits(rng))
+        labels = backend.to_device(rng.integers(0, logits.shape[1], len(logits)))
+
+        def value_and_grad(a):
+            nll, dlogits = losses.softmax_cross_entropy(a, labels, scale=scale)
+            return scale * nll, (dlogits,)
+
+        return {"logits": check_function(value_and_grad, [logits], noise_aware=noise_aware)[0]}
+    return run
+
+
+def labelled(check):
+    """A row for a check written as check(noise_aware, seed) -> {what: error} (cvae.py, m2.py): its seed is
+    drawn from the row's generator."""
+    return lambda rng, noise_aware: check(noise_aware, seed=int(rng.integers(2**31)))
+
+
 # every MLP a config can build: recon x posterior x activation, then the other options
 MLP_GRID = [(recon, posterior, activation) for recon in ("bce", "bce-prob", "mse", "cb")
             for posterior in ("logvar", "sigma") for activation in ("relu", "tanh", "sigmoid")]
@@ -259,4 +280,13 @@ CHECKS += [
     Check("model", "IWAE K=5", 92, iwae.gradient_check("iwae", 5)),
     Check("model", "IWAE K=5 cb", 93, iwae.gradient_check("iwae", 5, "cb")),
     Check("model", "K-sample ELBO K=5 mse", 94, iwae.gradient_check("vae", 5, "mse")),
+    # The models that use labels (cvae.py, m2.py): their checks build their own tiny float64 model from a seed.
+    Check("loss", "softmax cross-entropy, logits in [-30, 30]", 36, cross_entropy_check(uniform((5, 4), -30, 30))),
+    Check("loss", "M2 unlabelled loss: dU/dlogits = q (c - U)", 37, labelled(m2.check_unlabelled_dlogits)),
+    Check("model", "CVAE ELBO", 95, labelled(cvae.check_elbo)),
+    Check("model", "CVAE ELBO mse, beta 0.5", 96, labelled(lambda na, seed: cvae.check_elbo(na, seed, recon="mse",
+                                                                                          beta=0.5))),
+    Check("model", "M2 labelled loss", 97, labelled(m2.check_labelled)),
+    Check("model", "M2 unlabelled loss", 98, labelled(m2.check_unlabelled)),
+    Check("model", "M2 labelled + unlabelled", 99, labelled(m2.check_m2)),
 ]

@@ -112,6 +112,13 @@ MISTAKES = [
             "weight = w_tilde / n", "weight = backend.xp.full_like(w_tilde, 1.0 / (k * n))"),
     Mistake("iwae-forgets-the-prior's-gradient-in-z", "iwae.step",
             "dz += w3 * (dlogq_dz + z)", "dz += w3 * dlogq_dz"),
+    # losses.py and m2.py: the classifier's gradients
+    Mistake("cross-entropy-forgets-the-true-class", "losses.softmax_cross_entropy",
+            "dlogits[rows, labels] -= 1", "pass"),
+    Mistake("m2-dU/dlogits-without-the-entropy's-log-q", "m2.unlabelled_loss",
+            "q * (costs - unlabelled[:, None])", "q * (elbo_terms - unlabelled[:, None])"),
+    Mistake("m2-dU/dlogits-without-the-softmax-centering", "m2.unlabelled_loss",
+            "q * (costs - unlabelled[:, None])", "q * costs"),
     Mistake("iwae-samples-gradients-averaged-not-summed", "iwae.step",
             "dmu, dscale = dmu.sum(axis=0), dscale.sum(axis=0)", "dmu, dscale = dmu.mean(axis=0), dscale.mean(axis=0)"),
 ]
