@@ -86,6 +86,14 @@ def matmul_floor(model, x, eps):
         if isinstance(layer, Dense):  # out = x @ W, dW = x.T @ dout, dx = dout @ W.T
             W, dout = layer.params["W"], xp.ones((len(x), layer.out_dim), dtype=x.dtype)
             pairs = [(layer.x, W), (layer.x.T, dout)] + [(dout, W.T)] * need_dx
+        elif isinstance(layer, Conv2D) and layer.cols is None:  # by shifts: taps = W_taps @ xf, kh*kw for dW
+            (kh, kw), taps, xf = layer.kernel_size, layer.work["taps"], layer.xf
+            M = xf.shape[1] - (kh - 1) * layer.padded_shape[3] - (kw - 1)
+            dgrid = xp.ones((layer.out_channels, M), dtype=xf.dtype)
+            pairs = [(xp.ones((len(taps), layer.in_channels), dtype=xf.dtype), xf)] + [(dgrid, xf[:, :M].T)] * kh * kw
+            if need_dx:  # dx = W_turned @ im2col(dout), see Conv2D
+                dcols = layer.work["dcols"]
+                pairs.append((xp.ones((layer.in_channels, dcols.shape[0]), dtype=xf.dtype), dcols))
         elif isinstance(layer, Conv2D):  # out = W2 @ cols, dW2 = dout2 @ cols.T, dcols = W2.T @ dout2
             W2, cols = layer.params["W"].reshape(layer.out_channels, -1), layer.cols
             dout2 = xp.ones((W2.shape[0], cols.shape[1]), dtype=cols.dtype)
