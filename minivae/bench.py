@@ -101,11 +101,11 @@ def matmul_floor(model, x, eps):
             if need_dx and layer.dx_is_a_convolution():  # dx = W_turned @ im2col(dout), see Conv2D
                 dcols = layer.work["dcols"]
                 pairs.append((xp.ones((layer.in_channels, dcols.shape[0]), dtype=W2.dtype), dcols))
-            elif need_dx:
-                pairs.append((W2.T, dout2))
-        elif isinstance(layer, ConvTranspose2D):  # cols = W2.T @ x2, dW2 = x2 @ dcols.T, dx2 = W2 @ dcols
+            elif need_dx:  # dcols = W2.T @ dout2 over col2im's grid (dout2 with zero columns)
+                pairs.append((W2.T, xp.ones((W2.shape[0], layer.work["dcols"].shape[1]), dtype=W2.dtype)))
+        elif isinstance(layer, ConvTranspose2D):  # cols = W2.T @ x_grid, dW2 = x2 @ dcols.T, dx2 = W2 @ dcols
             W2, x2, dcols = layer.params["W"].reshape(layer.in_channels, -1), layer.x2, layer.work["cols"]
-            pairs = [(W2.T, x2), (x2, dcols.T)] + [(W2, dcols)] * need_dx
+            pairs = [(W2.T, layer.x_grid), (x2, dcols.T)] + [(W2, dcols)] * need_dx
         else:
             continue
         products += [(a, b, xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)) for a, b in pairs]
