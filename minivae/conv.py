@@ -1,6 +1,6 @@
-"""Convolution layers with hand-written backward passes: Conv2D, ConvTranspose2D, Flatten and Reshape, after
-their definitions as plain loops (conv2d_reference, conv_transpose2d_reference). convvae.py builds tutorial
-003's convolutional VAE from them.
+"""Convolution layers with hand-written backward passes: Conv2D, ConvTranspose2D, Flatten and Reshape. What they
+compute is defined first, as plain loops, in conv_reference.py (read it before this file); tests/test_conv.py
+checks these layers against it. convvae.py builds tutorial 003's convolutional VAE from them.
 
 Layout is NCHW: x is (B, C, H, W). A convolution slides a (C, kh, kw) kernel over the (padded) image, and each
 output pixel is the dot product of the kernel with the window under it. im2col turns all of them into one matrix
@@ -23,96 +23,22 @@ Speed. At batch 128 the columns are big (C*9 times the image: 115 MB for 32 chan
 * Big work arrays (the columns, the padded input) are kept in the layer and reused from step to step: a fresh
   100 MB array costs ~10 ms of page faults every time it is first written. The padded copy keeps its zero
   border, so only its inside is written.
-* col2im is kh*kw strided adds (9 for a 3x3 kernel), each over the whole batch; and where Conv2D's input
-  gradient can be had as a convolution instead (stride 1, no more output than input channels), it is: an
-  im2col and a product, no col2im (see Conv2D._dx_by_convolution).
+* col2im is kh*kw adds of long rows (9 for a 3x3 kernel), each over the whole batch, one per tap into its
+  stride phase (see col2im); and where Conv2D's input gradient can be had as a convolution instead (stride 1,
+  no more output than input channels), it is: an im2col and a product, no col2im (see
+  Conv2D._dx_by_convolution).
+* Where a stride-1 Conv2D has fewer output than input channels (the decoder's last layer, 32 -> 1), it builds
+  no columns at all: one product gives every tap at every position, and kh*kw shifted adds sum them
+  (Conv2D._forward_by_shifts).
+The copies that remain (im2col: rows of out_w floats, 14 or 28) are most of what these layers spend outside
+their products; NumPy copies such short rows at about one float per nanosecond.
 """
 
 import itertools
-import numbers
 
 from minivae import backend
+from minivae.conv_reference import _out_size, _pair, _same_pads
 from minivae.layers import Layer, init_weights
-
-
-def _pair(value, what, minimum):
-    """(v, v) for an int v, or a pair of ints; each at least `minimum`."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and v >= minimum for v in pair):
-        raise ValueError(f"{what} must be an int >= {minimum} or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _same_pads(in_size, kernel, stride):
-    """Keras/TensorFlow 'same' padding of one axis: out = ceil(in / stride); the odd pixel goes after."""
-    out_size = -(-in_size // stride)
-    total = max((out_size - 1) * stride + kernel - in_size, 0)
-    return total // 2, total - total // 2
-
-
-def _out_size(in_size, pads, kernel, stride):
-    """floor((in + pad_before + pad_after - kernel) / stride) + 1 output pixels along one axis."""
-    size = (in_size + pads[0] + pads[1] - kernel) // stride + 1
-    if size < 1:
-        raise ValueError(f"input size {in_size} with padding {pads} is smaller than the kernel ({kernel})")
-    return size
-
-
-# ---- the definitions, as plain loops ------------------------------------------------------------------------------
-# What the fast layers below compute, written the slow, obvious way (one output pixel at a time, far too slow to
-# train with). tests/test_conv.py checks Conv2D and ConvTranspose2D against these two on random shapes. They share
-# only the argument checks and size arithmetic above (_pair, _same_pads, _out_size), which have tests of their own.
-
-
-def conv2d_reference(x, W, b, stride=1, padding=0):
-    """out[n, o, u, v] = b[o] + sum_{c,i,j} W[o, c, i, j] * x[n, c, u*sh + i - top, v*sw + j - left],
-    with x read as 0 outside the image (its padding). x: (B, C_in, H, W), W: (C_out, C_in, kh, kw), b: (C_out,);
-    stride and padding as Conv2D takes them. Returns out (B, C_out, H_out, W_out), as Conv2D.forward."""
-    xp = backend.xp
-    batch, channels, height, width = x.shape
-    out_channels, _, kh, kw = W.shape
-    sh, sw = _pair(stride, "stride", 1)
-    if padding == "same":
-        (top, bottom), (left, right) = _same_pads(height, kh, sh), _same_pads(width, kw, sw)
-    else:
-        top, left = _pair(0 if padding == "valid" else padding, "padding", 0)
-        bottom, right = top, left
-    out_h, out_w = _out_size(height, (top, bottom), kh, sh), _out_size(width, (left, right), kw, sw)
-    out = xp.zeros((batch, out_channels, out_h, out_w), dtype=x.dtype)
-    for n, o, u, v in itertools.product(range(batch), range(out_channels), range(out_h), range(out_w)):
-        total = b[o]
-        for c, i, j in itertools.product(range(channels), range(kh), range(kw)):
-            row, col = u * sh + i - top, v * sw + j - left
-            if 0 <= row < height and 0 <= col < width:
-                total += W[o, c, i, j] * x[n, c, row, col]
-        out[n, o, u, v] = total
-    return out
-
-
-def conv_transpose2d_reference(x, W, b, stride=1, padding=0, output_padding=0):
-    """Every input pixel adds its value times the kernel onto the output, `stride` apart:
-    out[n, :, u*sh + i - top, v*sw + j - left] += x[n, c, u, v] * W[c, :, i, j], dropping what lands outside.
-    x: (B, C_in, H, W), W: (C_in, C_out, kh, kw), b: (C_out,); the rest as ConvTranspose2D takes them.
-    Returns out (B, C_out, H_out, W_out), as ConvTranspose2D.forward."""
-    xp = backend.xp
-    batch, channels, height, width = x.shape
-    _, out_channels, kh, kw = W.shape
-    sh, sw = _pair(stride, "stride", 1)
-    if padding == "same":  # H_out = H * stride, padded like the Conv2D that maps H_out back to H
-        out_h, out_w = height * sh, width * sw
-        top, left = _same_pads(out_h, kh, sh)[0], _same_pads(out_w, kw, sw)[0]
-    else:
-        top, left = _pair(0 if padding == "valid" else padding, "padding", 0)
-        extra_h, extra_w = _pair(output_padding, "output_padding", 0)
-        out_h = (height - 1) * sh - 2 * top + kh + extra_h
-        out_w = (width - 1) * sw - 2 * left + kw + extra_w
-    out = xp.zeros((batch, out_channels, out_h, out_w), dtype=x.dtype) + b[None, :, None, None]
-    for n, c, u, v, i, j in itertools.product(range(batch), range(channels), range(height), range(width),
-                                              range(kh), range(kw)):
-        row, col = u * sh + i - top, v * sw + j - left
-        if 0 <= row < out_h and 0 <= col < out_w:
-            out[n, :, row, col] += x[n, c, u, v] * W[c, :, i, j]
-    return out
 
 
 def _crop(x_padded, pads):
