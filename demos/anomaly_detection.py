@@ -22,7 +22,7 @@ import _common
 import numpy as np
 from scipy.stats import rankdata
 
-from minivae import data, plots
+from minivae import data, plots, seeds
 
 parser = _common.parser("anomaly_detection", __doc__)
 parser.add_argument("--holdout", type=int, default=8, choices=range(10), metavar="{0..9}",
@@ -42,12 +42,12 @@ model, config, state = _common.fit("keras-2d-rmsprop", normal, args, epochs)
 
 # %% Score every test image
 x, anomaly = full.x_test, full.y_test == args.holdout
-eps = np.random.default_rng([args.seed, 1]).standard_normal((len(x), model.latent), dtype=np.float32)
+eps = seeds.generator(args.seed, seeds.TEST_NOISE).standard_normal((len(x), model.latent), dtype=np.float32)
 recon, kl = model.per_example_losses(x, eps=eps)  # per image, nats: one sample of z each
 neg_elbo = recon + kl
 k = 10 if args.quick else 100
-neg_ll = -np.concatenate([model.log_likelihood(x[i:i + 500], k=k, rng=np.random.default_rng([args.seed, 2, i]))
-                          for i in range(0, len(x), 500)])
+importance = seeds.device_generator(args.seed, seeds.IMPORTANCE)
+neg_ll = -np.concatenate([model.log_likelihood(x[i:i + 500], k=k, rng=importance) for i in range(0, len(x), 500)])
 
 
 def roc_auc(scores, positive):

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from minivae import backend, data, presets, threads
+from minivae import backend, data, presets, seeds, threads
 from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
 from minivae.layers import Dense, ReLU, Sigmoid, Tanh
 from minivae.optim import Adam
@@ -86,6 +86,14 @@ def matmul_floor(model, x, eps):
         if isinstance(layer, Dense):  # out = x @ W, dW = x.T @ dout, dx = dout @ W.T
             W, dout = layer.params["W"], xp.ones((len(x), layer.out_dim), dtype=x.dtype)
             pairs = [(layer.x, W), (layer.x.T, dout)] + [(dout, W.T)] * need_dx
+        elif isinstance(layer, Conv2D) and layer.cols is None:  # by shifts: taps = W_taps @ xf, kh*kw for dW
+            (kh, kw), taps, xf = layer.kernel_size, layer.work["taps"], layer.xf
+            M = xf.shape[1] - (kh - 1) * layer.padded_shape[3] - (kw - 1)
+            dgrid = xp.ones((layer.out_channels, M), dtype=xf.dtype)
+            pairs = [(xp.ones((len(taps), layer.in_channels), dtype=xf.dtype), xf)] + [(dgrid, xf[:, :M].T)] * kh * kw
+            if need_dx:  # dx = W_turned @ im2col(dout), see Conv2D
+                dcols = layer.work["dcols"]
+                pairs.append((xp.ones((layer.in_channels, dcols.shape[0]), dtype=xf.dtype), dcols))
         elif isinstance(layer, Conv2D):  # out = W2 @ cols, dW2 = dout2 @ cols.T, dcols = W2.T @ dout2
             W2, cols = layer.params["W"].reshape(layer.out_channels, -1), layer.cols
             dout2 = xp.ones((W2.shape[0], cols.shape[1]), dtype=cols.dtype)
@@ -93,11 +101,11 @@ def matmul_floor(model, x, eps):
             if need_dx and layer.dx_is_a_convolution():  # dx = W_turned @ im2col(dout), see Conv2D
                 dcols = layer.work["dcols"]
                 pairs.append((xp.ones((layer.in_channels, dcols.shape[0]), dtype=W2.dtype), dcols))
-            elif need_dx:
-                pairs.append((W2.T, dout2))
-        elif isinstance(layer, ConvTranspose2D):  # cols = W2.T @ x2, dW2 = x2 @ dcols.T, dx2 = W2 @ dcols
+            elif need_dx:  # dcols = W2.T @ dout2 over col2im's grid (dout2 with zero columns)
+                pairs.append((W2.T, xp.ones((W2.shape[0], layer.work["dcols"].shape[1]), dtype=W2.dtype)))
+        elif isinstance(layer, ConvTranspose2D):  # cols = W2.T @ x_grid, dW2 = x2 @ dcols.T, dx2 = W2 @ dcols
             W2, x2, dcols = layer.params["W"].reshape(layer.in_channels, -1), layer.x2, layer.work["cols"]
-            pairs = [(W2.T, x2), (x2, dcols.T)] + [(W2, dcols)] * need_dx
+            pairs = [(W2.T, layer.x_grid), (x2, dcols.T)] + [(W2, dcols)] * need_dx
         else:
             continue
         products += [(a, b, xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)) for a, b in pairs]
@@ -303,7 +311,7 @@ def epochs(model, adam, config, args, torch_side):
     timed = min(args.epoch_steps or SETUPS[args.model]["epoch_steps"] or n_steps, n_steps)
 
     def epoch(with_steps=True):
-        order, noise = np.random.default_rng([0, 1, 0]), np.random.default_rng([0, 1, 1])
+        order, noise = seeds.generator(0, seeds.ORDER, epoch=1), seeds.generator(0, seeds.NOISE, epoch=1)
         for idx in list(data.batches(EPOCH, batch, order))[:timed]:
             x = x_device[backend.to_device(idx) if backend.is_gpu() else idx]
             eps = backend.to_device(noise.standard_normal((len(idx), latent), dtype=np.float32))

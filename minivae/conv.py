@@ -1,6 +1,6 @@
-"""Convolution layers with hand-written backward passes: Conv2D, ConvTranspose2D, Flatten and Reshape, after
-their definitions as plain loops (conv2d_reference, conv_transpose2d_reference). convvae.py builds tutorial
-003's convolutional VAE from them.
+"""Convolution layers with hand-written backward passes: Conv2D, ConvTranspose2D, Flatten and Reshape. What they
+compute is defined first, as plain loops, in conv_reference.py (read it before this file); tests/test_conv.py
+checks these layers against it. convvae.py builds tutorial 003's convolutional VAE from them.
 
 Layout is NCHW: x is (B, C, H, W). A convolution slides a (C, kh, kw) kernel over the (padded) image, and each
 output pixel is the dot product of the kernel with the window under it. im2col turns all of them into one matrix
@@ -23,96 +23,22 @@ Speed. At batch 128 the columns are big (C*9 times the image: 115 MB for 32 chan
 * Big work arrays (the columns, the padded input) are kept in the layer and reused from step to step: a fresh
   100 MB array costs ~10 ms of page faults every time it is first written. The padded copy keeps its zero
   border, so only its inside is written.
-* col2im is kh*kw strided adds (9 for a 3x3 kernel), each over the whole batch; and where Conv2D's input
-  gradient can be had as a convolution instead (stride 1, no more output than input channels), it is: an
-  im2col and a product, no col2im (see Conv2D._dx_by_convolution).
+* col2im is kh*kw adds of long rows (9 for a 3x3 kernel), each over the whole batch, one per tap into its
+  stride phase (see col2im); and where Conv2D's input gradient can be had as a convolution instead (stride 1,
+  no more output than input channels), it is: an im2col and a product, no col2im (see
+  Conv2D._dx_by_convolution).
+* Where a stride-1 Conv2D has fewer output than input channels (the decoder's last layer, 32 -> 1), it builds
+  no columns at all: one product gives every tap at every position, and kh*kw shifted adds sum them
+  (Conv2D._forward_by_shifts).
+The copies that remain (im2col: rows of out_w floats, 14 or 28) are most of what these layers spend outside
+their products; NumPy copies such short rows at about one float per nanosecond.
 """
 
 import itertools
-import numbers
 
 from minivae import backend
+from minivae.conv_reference import _out_size, _pair, _same_pads
 from minivae.layers import Layer, init_weights
-
-
-def _pair(value, what, minimum):
-    """(v, v) for an int v, or a pair of ints; each at least `minimum`."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and v >= minimum for v in pair):
-        raise ValueError(f"{what} must be an int >= {minimum} or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _same_pads(in_size, kernel, stride):
-    """Keras/TensorFlow 'same' padding of one axis: out = ceil(in / stride); the odd pixel goes after."""
-    out_size = -(-in_size // stride)
-    total = max((out_size - 1) * stride + kernel - in_size, 0)
-    return total // 2, total - total // 2
-
-
-def _out_size(in_size, pads, kernel, stride):
-    """floor((in + pad_before + pad_after - kernel) / stride) + 1 output pixels along one axis."""
-    size = (in_size + pads[0] + pads[1] - kernel) // stride + 1
-    if size < 1:
-        raise ValueError(f"input size {in_size} with padding {pads} is smaller than the kernel ({kernel})")
-    return size
-
-
-# ---- the definitions, as plain loops ------------------------------------------------------------------------------
-# What the fast layers below compute, written the slow, obvious way (one output pixel at a time, far too slow to
-# train with). tests/test_conv.py checks Conv2D and ConvTranspose2D against these two on random shapes. They share
-# only the argument checks and size arithmetic above (_pair, _same_pads, _out_size), which have tests of their own.
-
-
-def conv2d_reference(x, W, b, stride=1, padding=0):
-    """out[n, o, u, v] = b[o] + sum_{c,i,j} W[o, c, i, j] * x[n, c, u*sh + i - top, v*sw + j - left],
-    with x read as 0 outside the image (its padding). x: (B, C_in, H, W), W: (C_out, C_in, kh, kw), b: (C_out,);
-    stride and padding as Conv2D takes them. Returns out (B, C_out, H_out, W_out), as Conv2D.forward."""
-    xp = backend.xp
-    batch, channels, height, width = x.shape
-    out_channels, _, kh, kw = W.shape
-    sh, sw = _pair(stride, "stride", 1)
-    if padding == "same":
-        (top, bottom), (left, right) = _same_pads(height, kh, sh), _same_pads(width, kw, sw)
-    else:
-        top, left = _pair(0 if padding == "valid" else padding, "padding", 0)
-        bottom, right = top, left
-    out_h, out_w = _out_size(height, (top, bottom), kh, sh), _out_size(width, (left, right), kw, sw)
-    out = xp.zeros((batch, out_channels, out_h, out_w), dtype=x.dtype)
-    for n, o, u, v in itertools.product(range(batch), range(out_channels), range(out_h), range(out_w)):
-        total = b[o]
-        for c, i, j in itertools.product(range(channels), range(kh), range(kw)):
-            row, col = u * sh + i - top, v * sw + j - left
-            if 0 <= row < height and 0 <= col < width:
-                total += W[o, c, i, j] * x[n, c, row, col]
-        out[n, o, u, v] = total
-    return out
-
-
-def conv_transpose2d_reference(x, W, b, stride=1, padding=0, output_padding=0):
-    """Every input pixel adds its value times the kernel onto the output, `stride` apart:
-    out[n, :, u*sh + i - top, v*sw + j - left] += x[n, c, u, v] * W[c, :, i, j], dropping what lands outside.
-    x: (B, C_in, H, W), W: (C_in, C_out, kh, kw), b: (C_out,); the rest as ConvTranspose2D takes them.
-    Returns out (B, C_out, H_out, W_out), as ConvTranspose2D.forward."""
-    xp = backend.xp
-    batch, channels, height, width = x.shape
-    _, out_channels, kh, kw = W.shape
-    sh, sw = _pair(stride, "stride", 1)
-    if padding == "same":  # H_out = H * stride, padded like the Conv2D that maps H_out back to H
-        out_h, out_w = height * sh, width * sw
-        top, left = _same_pads(out_h, kh, sh)[0], _same_pads(out_w, kw, sw)[0]
-    else:
-        top, left = _pair(0 if padding == "valid" else padding, "padding", 0)
-        extra_h, extra_w = _pair(output_padding, "output_padding", 0)
-        out_h = (height - 1) * sh - 2 * top + kh + extra_h
-        out_w = (width - 1) * sw - 2 * left + kw + extra_w
-    out = xp.zeros((batch, out_channels, out_h, out_w), dtype=x.dtype) + b[None, :, None, None]
-    for n, c, u, v, i, j in itertools.product(range(batch), range(channels), range(height), range(width),
-                                              range(kh), range(kw)):
-        row, col = u * sh + i - top, v * sw + j - left
-        if 0 <= row < out_h and 0 <= col < out_w:
-            out[n, :, row, col] += x[n, c, u, v] * W[c, :, i, j]
-    return out
 
 
 def _crop(x_padded, pads):
@@ -149,18 +75,44 @@ def im2col(x_padded, kernel, stride, out_hw, out=None):
     return out
 
 
-def col2im(cols, padded_shape, kernel, stride, out_hw):
-    """The adjoint of im2col: add every entry of cols (C*kh*kw, B*out_h*out_w) back onto the pixel of a zero
-    (B, C, Hp, Wp) array that im2col copied it from. One vectorised add per kernel offset (kh*kw in all).
-    Returns a channel-major view (see _channels_first)."""
+def col2im_grid_pads(padded_shape, kernel, stride, out_hw):
+    """Pads ((0, extra_h), (0, extra_w)) that put an (out_h, out_w) image on col2im's grid (Hg, Wg): zeros below
+    and right, so that every shift col2im makes stays inside its image. The product that makes col2im's columns
+    runs over that grid (see col2im)."""
     (kh, kw), (sh, sw), (out_h, out_w) = kernel, stride, out_hw
+    height, width = padded_shape[2:]
+    grid_h = max(out_h + (kh - 1) // sh, -(-height // sh))  # the largest shift i // sh, and all of x_padded
+    grid_w = max(out_w + (kw - 1) // sw, -(-width // sw))
+    return (0, grid_h - out_h), (0, grid_w - out_w)
+
+
+def col2im(cols, padded_shape, kernel, stride, out_hw):
+    """The adjoint of im2col: add every entry of cols back onto the pixel of a zero (B, C, Hp, Wp) array that
+    im2col copied it from. cols is (C*kh*kw, B*Hg*Wg): its columns run over col2im_grid_pads' grid, the
+    (out_h, out_w) positions plus zeros below and right. Returns a channel-major view (see _channels_first)."""
+    # Faster than one strided add per tap over rows of out_w floats (measured, batch 16, alternating: the
+    # decoder's ConvTranspose2D forward 5.3 -> 3.8 ms, the stride-2 Conv2D's backward 6.5 -> 5.7 ms).
+    # Tap (i, j) of window (y, x) lands on pixel (y*sh + i, x*sw + j), which is pixel (y + i // sh, x + j // sw)
+    # of the phase (i % sh, j % sw): x_padded[a::sh, b::sw] for phase (a, b). On the flat grid, that is a shift
+    # by (i // sh)*Wg + j // sw, so each tap is ONE add of long rows into its phase (the zeros of the grid absorb
+    # what wraps around); then sh*sw strided copies interleave the phases.
+    (kh, kw), (sh, sw) = kernel, stride
     batch, channels, height, width = padded_shape
-    x_padded = backend.xp.zeros((channels, batch, height, width), dtype=cols.dtype)
-    windows = cols.reshape(channels, kh, kw, batch, out_h, out_w)
-    for i in range(kh):
-        for j in range(kw):
-            # tap (i, j) of output pixel (y, x) was read from x_padded[y*sh + i, x*sw + j]: add it back there
-            x_padded[:, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw] += windows[:, i, j]
+    (_, extra_h), (_, extra_w) = col2im_grid_pads(padded_shape, kernel, stride, out_hw)
+    grid_h, grid_w = out_hw[0] + extra_h, out_hw[1] + extra_w
+    size = batch * grid_h * grid_w
+    windows = cols.reshape(channels, kh, kw, size)
+    phases = backend.xp.empty((sh, sw, channels, size), dtype=cols.dtype)
+    for a, b in itertools.product(range(sh), range(sw)):  # tap (a, b) is its phase's unshifted one: a copy
+        phases[a, b] = windows[:, a, b] if a < kh and b < kw else 0
+    for i, j in itertools.product(range(kh), range(kw)):
+        shift = (i // sh) * grid_w + j // sw
+        if shift:
+            phases[i % sh, j % sw, :, shift:] += windows[:, i, j, : size - shift]
+    x_padded = backend.xp.empty((channels, batch, height, width), dtype=cols.dtype)
+    for a, b in itertools.product(range(sh), range(sw)):
+        phase = phases[a, b].reshape(channels, batch, grid_h, grid_w)
+        x_padded[:, :, a::sh, b::sw] = phase[:, :, : len(range(a, height, sh)), : len(range(b, width, sw))]
     return x_padded.transpose(1, 0, 2, 3)
 
 
@@ -242,6 +194,9 @@ class Conv2D(_ConvBase):
         out_h, out_w = _out_size(height, self.pads[0], kh, sh), _out_size(width, self.pads[1], kw, sw)
         x_padded = self._padded("x padded", x, self.pads)
         self.padded_shape = x_padded.shape
+        if self.by_shifts():
+            self.cols = None
+            return self._forward_by_shifts(x_padded, out_h, out_w)
         cols_shape = (self.in_channels * kh * kw, batch * out_h * out_w)  # (K, B*L), L = out_h*out_w
         self.cols = im2col(x_padded, self.kernel_size, self.stride, (out_h, out_w),
                            out=self._work("cols", cols_shape, x.dtype))
@@ -255,16 +210,23 @@ class Conv2D(_ConvBase):
         #   dW2 = dout2 @ cols.T          (C_out, K)
         #   db  = dout2 summed over N     (C_out,)
         #   dcols = W2.T @ dout2          (K, N), and dx = crop(col2im(dcols))   (B, C_in, H, W)
+        # (dcols over col2im's grid: dout2 with zero columns added, which give zero columns of dcols)
+        # (Where forward went by shifts, there are no cols: dW by shifts, _dW_by_shifts.)
         xp = backend.xp
         W2 = self.params["W"].reshape(self.out_channels, -1)
         dout2 = _channels_first(dout)
-        xp.matmul(dout2, self.cols.T, out=self.grads["W"].reshape(W2.shape))
+        if self.cols is None:
+            self._dW_by_shifts(dout)
+        else:
+            xp.matmul(dout2, self.cols.T, out=self.grads["W"].reshape(W2.shape))
         dout2.sum(axis=1, out=self.grads["b"])
         if not need_dx:
             return None
         if self.dx_is_a_convolution():
             return self._dx_by_convolution(dout)
-        dcols = xp.matmul(W2.T, dout2, out=self._work("dcols", self.cols.shape, dout.dtype))
+        grid_pads = col2im_grid_pads(self.padded_shape, self.kernel_size, self.stride, out_hw=dout.shape[2:])
+        dout_grid = _channels_first(self._padded("dout grid", dout, grid_pads))  # (C_out, B*Hg*Wg)
+        dcols = xp.matmul(W2.T, dout_grid, out=self._work("dcols", (W2.shape[1], dout_grid.shape[1]), dout.dtype))
         dx_padded = col2im(dcols, self.padded_shape, self.kernel_size, self.stride, dout.shape[2:])
         return _crop(dx_padded, self.pads)
 
@@ -274,6 +236,49 @@ class Conv2D(_ConvBase):
         (kh, kw), ((top, bottom), (left, right)) = self.kernel_size, self.pads
         return (self.stride == (1, 1) and self.out_channels <= self.in_channels
                 and max(top, bottom) < kh and max(left, right) < kw)
+
+    def by_shifts(self):
+        """Whether forward and the weight gradient go by shifted products (_forward_by_shifts) rather than
+        im2col: at stride 1 with fewer output than input channels (the decoder's last layer, 32 -> 1)."""
+        return self.stride == (1, 1) and self.out_channels < self.in_channels
+
+    def _forward_by_shifts(self, x_padded, out_h, out_w):
+        # Faster where C_out < C_in (the decoder's 32 -> 1 layer, batch 16: forward and backward 4.6 -> 1.3 ms): no
+        # columns, which would be C_in*kh*kw rows (14 MB there) for a product with a single row of weights.
+        # With stride 1, flatten the padded input as xf = (C_in, P), P = B*Hp*Wp. Output pixel (b, y, x) sits at
+        # p = b*Hp*Wp + y*Wp + x, and its tap (i, j) reads xf[:, p + i*Wp + j]: a shift of the whole flat image.
+        # So one product gives every tap of every position, taps[(i, j), o, p] = W[o, :, i, j] @ xf[:, p], and
+        #   out[o, p] = sum_{i,j} taps[(i, j), o, p + i*Wp + j]
+        # is kh*kw adds of shifted rows, each a long contiguous run. Positions p with y >= out_h or x >= out_w
+        # (their windows wrap into the next row or image) are computed and thrown away: (Hp*Wp)/(H*W) more work
+        # in the product (1.15 at 28x28), small next to what the columns would copy.
+        (kh, kw), (_, Wp) = self.kernel_size, self.padded_shape[2:]
+        self.xf = _channels_first(x_padded)  # (C_in, P): free, x_padded is channel-major
+        W_taps = self.params["W"].transpose(2, 3, 0, 1).reshape(kh * kw * self.out_channels, self.in_channels)
+        taps = backend.xp.matmul(W_taps, self.xf, out=self._work("taps", (len(W_taps), self.xf.shape[1]),
+                                                                  self.xf.dtype))
+        taps = taps.reshape(kh * kw, self.out_channels, -1)  # (kh*kw, C_out, P)
+        M = taps.shape[2] - (kh - 1) * Wp - (kw - 1)  # positions whose every tap is inside xf; all valid p < M
+        out = taps[0, :, :M]  # tap (0, 0), not shifted: the sum is made in place there
+        for i, j in itertools.product(range(kh), range(kw)):
+            if i or j:
+                out += taps[i * kw + j, :, i * Wp + j : i * Wp + j + M]
+        batch, _, Hp, _ = self.padded_shape
+        out = taps[0].reshape(self.out_channels, batch, Hp, Wp)[:, :, :out_h, :out_w]  # the valid positions
+        return (out + self.params["b"][:, None, None, None]).transpose(1, 0, 2, 3)  # a fresh array, channel-major
+
+    def _dW_by_shifts(self, dout):
+        # out[o, p] = b[o] + sum_{c,i,j} W[o, c, i, j] xf[c, p + i*Wp + j] over the valid p (see above), so
+        #   dW[o, c, i, j] = sum_p dgrid[o, p] xf[c, p + i*Wp + j]      kh*kw products (C_out, M) @ (M, C_in)
+        # with dgrid (C_out, P) = dout placed on the same Hp x Wp grid, 0 at the thrown-away positions: dout
+        # padded by kh-1 rows below and kw-1 columns right (stride 1: out_h + kh - 1 = Hp). xf's slices are views.
+        (kh, kw), (_, Wp) = self.kernel_size, self.padded_shape[2:]
+        dgrid = _channels_first(self._padded("dout on x's grid", dout, ((0, kh - 1), (0, kw - 1))))
+        M = dgrid.shape[1] - (kh - 1) * Wp - (kw - 1)
+        dW = self._work("dW taps", (kh, kw, self.out_channels, self.in_channels), dout.dtype)
+        for i, j in itertools.product(range(kh), range(kw)):
+            backend.xp.matmul(dgrid[:, :M], self.xf[:, i * Wp + j : i * Wp + j + M].T, out=dW[i, j])
+        self.grads["W"][...] = dW.transpose(2, 3, 0, 1)
 
     def _dx_by_convolution(self, dout):
         # With stride 1, dx is itself a convolution:
@@ -342,7 +347,10 @@ class ConvTranspose2D(_ConvBase):
         self.x_shape = x.shape
         self.x2 = _channels_first(x)  # (C_in, N), N = B*H*W
         W2 = self.params["W"].reshape(self.in_channels, -1)  # (C_in, K), K = C_out*kh*kw
-        cols = backend.xp.matmul(W2.T, self.x2, out=self._work("cols", (W2.shape[1], self.x2.shape[1]), x.dtype))
+        grid_pads = col2im_grid_pads(padded_shape, self.kernel_size, self.stride, (height, width))
+        self.x_grid = _channels_first(self._padded("x grid", x, grid_pads))  # x2 with zero columns, see col2im
+        cols = backend.xp.matmul(W2.T, self.x_grid, out=self._work("taps", (W2.shape[1], self.x_grid.shape[1]),
+                                                                    x.dtype))
         out = _crop(col2im(cols, padded_shape, self.kernel_size, self.stride, (height, width)), self.pads)
         out += self.params["b"][:, None, None]
         return out

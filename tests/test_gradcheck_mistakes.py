@@ -45,7 +45,7 @@ MISTAKES = [
             "dout * (1 - self.out * self.out)", "dout * (1 - self.out)"),
     # conv.py
     Mistake("col2im-overwrites-overlapping-windows", "conv.col2im",
-            "+= windows[:, i, j]", "= windows[:, i, j]"),
+            "+= windows[:, i, j, : size - shift]", "= windows[:, i, j, : size - shift]"),
     Mistake("conv2d-col2im-with-stride-1", "conv.Conv2D.backward",
             "self.kernel_size, self.stride, dout.shape[2:]", "self.kernel_size, (1, 1), dout.shape[2:]"),
     Mistake("conv2d-col2im-with-strides-swapped", "conv.Conv2D.backward",

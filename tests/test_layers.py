@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -57,6 +57,10 @@ def test_sequential_gradients_match_finite_differences(data, batch, sizes, activ
         if name.endswith(".b"):
             param += 0.1
     x = data.draw(inputs(batch, 3, st.floats(-2, 2).map(lambda v: v if abs(v) > 0.01 else 0.5)))
+    h = x
+    for layer in net.layers[:-1]:  # finite differences are wrong across a ReLU's kink: keep every input off it
+        h = layer.forward(h)
+        assume(not isinstance(layer, layers.Dense) or float(backend.xp.abs(h).min()) > 1e-3)
     errors = check_layer(net, x)
     assert max(errors.values()) < TOL, errors
 
