@@ -11,8 +11,8 @@ What a run does:
   3. At the end: the test ELBO, the importance-weighted log-likelihood (metrics.py) and the figures
      (run_figures.py).
 
-Faults. Ctrl-C, SIGTERM and SIGHUP (a scheduler's stop, a closed terminal) all save a checkpoint at the current
-step and print the command that resumes it (exit 130); a second one stops at once, and still says which
+Faults (faults.py). Ctrl-C, SIGTERM and SIGHUP (a scheduler's stop, a closed terminal) all save a checkpoint
+at the current step and print the command that resumes it (exit 130); a second one stops at once, and still says which
 checkpoint is on disk. A loss that turns NaN or infinite stops the run (exit 1) and leaves the last good
 checkpoint alone. A problem with the data, a checkpoint, the device, the output folder, the memory, the disk
 or the options is one line `error: ...` on stderr (exit 2), found before training starts wherever it can be;
@@ -22,13 +22,11 @@ word; the last completed checkpoint is then intact (files.py).
 """
 
 import argparse
-import shlex
-import signal
 import sys
 from datetime import datetime
 from pathlib import Path
 
-from minivae import backend, checkpoint, cli, data, files, metrics, presets, run_figures, supervision, training
+from minivae import backend, checkpoint, cli, data, faults, files, metrics, presets, run_figures, supervision, training
 from minivae.cli import UsageError
 from minivae.gaussian import POSTERIORS
 from minivae.iwae import OBJECTIVES
@@ -42,7 +40,6 @@ CONFIG_OPTIONS = ("dataset", "hidden", "latent", "activation", "optimizer", "lr"
                   "binarize", "recon", "posterior", "seed", "validation", "epochs", "objective", "k",
                   "labels")
 MLP_ONLY = ("hidden", "activation")  # options the convnet has no use for
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 # ---------------------------------------------------------------- the command line
@@ -173,77 +170,6 @@ def _remove_if_empty(folder):
         pass
 
 
-# ---------------------------------------------------------------- faults
-
-
-def stop_on_signals(state):
-    """Make Ctrl-C, SIGTERM and SIGHUP ask the loop to stop between two steps (training.py), so that no
-    update is ever half applied. A second signal stops at once (KeyboardInterrupt). With state None (after
-    training: nothing is left to save) the first signal stops at once, so that the figure being written is
-    cleaned up (files.py) and the command says what is saved.
-
-    Returns a function that puts the old handlers back. Outside the main thread signals cannot be caught:
-    a signal then has its default effect.
-    """
-    def handler(signum, frame):
-        if state is None or state.stop_requested:
-            raise KeyboardInterrupt
-        state.stop_requested = True
-
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    except ValueError:  # not the main thread
-        return lambda: None
-
-    def put_back():
-        for sig, old in previous.items():
-            signal.signal(sig, old if old is not None else signal.SIG_DFL)
-    return put_back
-
-
-def resume_command(path, config, args):
-    words = ["python", "-m", "minivae.train", "--resume", str(path), "--epochs", str(config["epochs"])]
-    words += ["--device", "gpu"] if args.device == "gpu" else []
-    words += ["--threads", str(args.threads)] if args.threads != cli.DEFAULT_THREADS else []  # the same sums
-    words += ["--eval-samples", str(args.eval_samples)] if args.eval_samples is not None else []
-    words += ["--no-plots"] if args.no_plots else []
-    return shlex.join(words)  # no --data-dir: the checkpoint records where the data was
-
-
-def kept(out, state, config, args):
-    """After a fault in training, what is on disk: the checkpoint and the command that resumes it."""
-    path = out / checkpoint.FILENAME
-    if state.saved is None:
-        return "nothing was saved"
-    return f"{path} holds {state.saved}; resume with: {resume_command(path, config, args)}"
-
-
-def fault(message, code=2):
-    """Say what went wrong in one line on stderr; return the exit code."""
-    print(f"error: {message}", file=sys.stderr)
-    return code
-
-
-def interrupted(model, optimizer, config, state, out, args):
-    """A stop during training: save where we are (unless an update was cut in half), and say in one line what
-    is on disk."""
-    path = out / checkpoint.FILENAME
-    failed = ""
-    if not state.updating:
-        try:
-            training.save_checkpoint(path, model, optimizer, config, state)
-        except (OSError, KeyboardInterrupt) as err:
-            reason = "interrupted again" if isinstance(err, KeyboardInterrupt) else files.one_line(err)
-            failed = f"saving the current step failed ({reason}); "
-    if state.saved is None:
-        print(f"interrupted; {failed}nothing was saved (the stop came during the first epoch)", file=sys.stderr)
-        return 130
-    lost = "" if not state.updating else " (the steps after it are lost: the stop came during an update)"
-    print(f"interrupted; {failed}{path} holds {state.saved}{lost}; resume with: {resume_command(path, config, args)}",
-          file=sys.stderr)
-    return 130
-
-
 # ---------------------------------------------------------------- the command
 
 
@@ -337,29 +263,23 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
         training.write_metrics(out, config, state.history)  # metrics.json as the checkpoint has it
     if state.epoch >= epochs:
         print(f"nothing to train: the checkpoint has {state.epoch} epochs (ask for more with --epochs)")
-    put_back_signals = stop_on_signals(state)
+    put_back_signals = faults.stop_on_signals(state)
     try:
         training.train(model, optimizer, dataset, config, state, out)
     except KeyboardInterrupt:
-        return interrupted(model, optimizer, config, state, out, args)
-    except training.Diverged as err:  # resuming would diverge again: say what is kept, not how to resume
-        path = out / checkpoint.FILENAME
-        good = f"the last good checkpoint {path} ({state.saved}) is kept as it was" if state.saved else \
-            "no checkpoint was saved"
-        cause = f"try a lower --lr than {config['lr']}" if ckpt is None or state.epoch > ckpt.epoch else \
-            f"the checkpoint {ckpt.path} may hold damaged weights (check it with python -m minivae.evaluate)"
-        return fault(f"{err}; training stopped and {good}; {cause}", code=1)
+        return faults.interrupted(model, optimizer, config, state, out, args)
+    except training.Diverged as err:
+        return faults.diverged(err, out, state, config, ckpt)
     except training.SaveFailed as err:  # a full disk, say
-        return fault(f"{err}; free some space; {kept(out, state, config, args)}")
+        return faults.fault(f"{err}; free some space; {faults.kept(out, state, config, args)}")
     except (MemoryError, ValueError) as err:  # a batch too big for the memory left (NumPy's ValueError for sizes)
         if not cli.too_big(err):
             raise
-        return fault(f"out of memory while training ({files.one_line(err)}); {kept(out, state, config, args)}, "
-                     f"or start again with a smaller --batch-size than {config['batch_size']}")
+        return faults.out_of_memory(err, out, state, config, args)
     finally:
         put_back_signals()
 
-    put_back_signals = stop_on_signals(None)  # nothing is left to save: a stop ends at once
+    put_back_signals = faults.stop_on_signals(None)  # nothing is left to save: a stop ends at once
     try:
         final = metrics.final_results(model, dataset.x_test, config["seed"],
                                       metrics.eval_samples_for(config, args.eval_samples), dataset.y_test)
@@ -369,15 +289,13 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
             figures = run_figures.write_figures(model, dataset, state.history, state.frames, out, config["seed"])
             print(f"wrote {len(figures)} figures, {training.METRICS} and {checkpoint.FILENAME} to {out}")
     except KeyboardInterrupt:
-        print(f"interrupted after training; the model is saved in {out / checkpoint.FILENAME}; evaluate it with: "
-              f"python -m minivae.evaluate {shlex.quote(str(out))}", file=sys.stderr)
+        print(f"interrupted after training; {faults.model_is_saved(out)}", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 (a fault after training must still say that the model is saved)
         message = cli.explain(err)
         if message is None:
             raise
-        return fault(f"{message}; the trained model is saved in {out / checkpoint.FILENAME}; evaluate it with: "
-                     f"python -m minivae.evaluate {shlex.quote(str(out))}")
+        return faults.fault(f"{message}; {faults.model_is_saved(out)}")
     finally:
         put_back_signals()
     return 0
@@ -388,7 +306,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     # Before training (loading the data, say) SIGTERM and SIGHUP stop at once, like Ctrl-C, in one line;
     # during training, train_in's own handlers save first.
-    put_back_signals = stop_on_signals(None)
+    put_back_signals = faults.stop_on_signals(None)
     try:
         return cli.run(train_command, args)
     finally:
