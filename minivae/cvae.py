@@ -94,7 +94,7 @@ class CVAE:
     def sample(self, y, rng=None):
         """One new image of each class in y (n,): decode z ~ N(0, I) with y. Returns (n, D) pixel means."""
         rng = backend.rng if rng is None else rng
-        return self.decode(rng.standard_normal((len(y), self.latent), dtype=self.dtype), y)
+        return self.decode(backend.to_device(rng.standard_normal((len(y), self.latent), dtype=self.dtype)), y)
 
     # ---- the loss -------------------------------------------------------------------------------------
     def per_example_losses(self, x, y, eps=None, rng=None):

@@ -58,7 +58,7 @@ def check(objective, k, beta=1.0):
 def _noise(model, x, k, eps, rng):
     if eps is None:
         rng = backend.rng if rng is None else rng
-        eps = rng.standard_normal((k, len(x), model.latent), dtype=model.dtype)
+        eps = backend.to_device(rng.standard_normal((k, len(x), model.latent), dtype=model.dtype))
     if eps.ndim != 3 or eps.shape[1:] != (len(x), model.latent):
         raise ValueError(f"eps must be (K, B, L) = (K, {len(x)}, {model.latent}), got {eps.shape}")
     return eps

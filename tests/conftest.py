@@ -23,7 +23,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # data files, the command lines, demos) handle NumPy data on the host whatever the backend.
 BACKEND_SENSITIVE = {"test_backend.py", "test_layers.py", "test_losses.py", "test_gaussian.py", "test_vae.py",
                      "test_optim.py", "test_gradcheck.py", "test_train.py", "test_checkpoint.py", "test_fake_cupy.py",
-                     "test_conv.py", "test_conv_vae.py"}
+                     "test_conv.py", "test_conv_vae.py", "test_iwae.py",
+                     "test_continuous_bernoulli.py", "test_cvae.py", "test_m2.py", "test_train_labels.py",
+                     "test_gradcheck_mistakes.py"}
 
 
 def pytest_addoption(parser):

@@ -5,11 +5,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivae import presets
+from minivae import backend, presets
 from minivae.cvae import CVAE, check_elbo, mlp_cvae
 from minivae.optim import Adam
 
 TOL = 1e-6
+on_device, on_host = backend.to_device, backend.to_numpy
 
 
 def small_model(**kw):
@@ -19,7 +20,9 @@ def small_model(**kw):
 
 
 def batch(rng, n=5, dim=9, classes=4, latent=3):
-    return rng.uniform(0, 1, (n, dim)), rng.integers(0, classes, n), rng.standard_normal((n, latent))
+    """x (n, dim), y (n,) and eps (n, latent), on the backend in use."""
+    return (on_device(rng.uniform(0, 1, (n, dim))), on_device(rng.integers(0, classes, n)),
+            on_device(rng.standard_normal((n, latent))))
 
 
 @settings(max_examples=10, deadline=None)
@@ -39,7 +42,7 @@ def test_joining_the_label_is_a_dense_layer_with_a_block_of_weights_per_class():
     first = model.encoder.layers[0]
     weights = first.params["W"]  # (9 + 4, 7): the pixels' block, then one row per class
     expected = x @ weights[:9] + weights[9:][y] + first.params["b"]
-    np.testing.assert_allclose(first.forward(model.join(x, y)), expected, rtol=1e-12)
+    np.testing.assert_allclose(on_host(first.forward(model.join(x, y))), on_host(expected), rtol=1e-12)
 
 
 def test_step_returns_the_batch_means_of_the_per_example_losses():
@@ -57,31 +60,33 @@ def test_weighted_step_with_equal_weights_is_the_mean():
     x, y, eps = batch(np.random.default_rng(0))
     model.step(x, y, eps=eps)
     mean_grads = {k: g.copy() for k, g in model.grads.items()}
-    model.weighted_step(x, y, np.full(len(x), 2.0 / len(x)), eps=eps)  # twice the mean's weights
+    model.weighted_step(x, y, on_device(np.full(len(x), 2.0 / len(x))), eps=eps)  # twice the mean's weights
     for name, g in model.grads.items():
-        np.testing.assert_allclose(g, 2 * mean_grads[name], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(on_host(g), on_host(2 * mean_grads[name]), rtol=1e-12, atol=1e-15)
 
 
 def test_the_same_z_decodes_differently_for_each_class():
     model = small_model()
     z = np.random.default_rng(0).standard_normal((1, 3)).repeat(4, axis=0)  # one style, four classes
-    images = model.decode(z, np.arange(4))
+    images = on_host(model.decode(on_device(z), on_device(np.arange(4))))
     assert images.shape == (4, 9) and images.min() >= 0 and images.max() <= 1
     assert all(np.abs(images[0] - images[c]).max() > 1e-6 for c in range(1, 4))
 
 
 def test_sample_and_reconstruct_give_one_image_per_label():
     model = mlp_cvae(hidden=(16,), latent=4)
-    x = np.random.default_rng(0).random((5, 784), dtype=np.float32)
-    y = np.array([0, 3, 9, 9, 1])
-    for images in (model.sample(y), model.reconstruct(x, y), model.reconstruct(x, y, sample=True)):
+    x = on_device(np.random.default_rng(0).random((5, 784), dtype=np.float32))
+    y = on_device(np.array([0, 3, 9, 9, 1]))
+    for images in (model.sample(y), model.sample(y, rng=np.random.default_rng(0)), model.reconstruct(x, y),
+                   model.reconstruct(x, y, sample=True)):  # a NumPy generator's draws go to the device too
+        images = on_host(images)
         assert images.shape == (5, 784) and images.dtype == np.float32
         assert images.min() >= 0 and images.max() <= 1
 
 
 def test_training_on_one_batch_drives_the_loss_down():
     rng = np.random.default_rng(0)
-    x, y = (rng.random((16, 784)) < 0.2).astype(np.float32), rng.integers(0, 10, 16)
+    x, y = on_device((rng.random((16, 784)) < 0.2).astype(np.float32)), on_device(rng.integers(0, 10, 16))
     model = mlp_cvae(hidden=(64,), latent=8, rng=rng)
     optimizer = Adam(model.params, lr=3e-3)
     first = model.step(x, y).loss
@@ -98,14 +103,14 @@ def test_importance_weighted_estimate_equals_an_independent_float64_computation(
     model = small_model()
     x, y, _ = batch(np.random.default_rng(0))
     k = 6
-    estimate = model.log_likelihood(x, y, k=k, rng=np.random.default_rng(5))
-    mu, logvar = model.encode(x, y)
+    estimate = on_host(model.log_likelihood(x, y, k=k, rng=np.random.default_rng(5)))
+    mu, logvar = map(on_host, model.encode(x, y))
     std = np.exp(0.5 * logvar)
     noise = np.random.default_rng(5)  # the same draws, in the same order
-    log_w = []
+    x, log_w = on_host(x), []
     for _ in range(k):
         z = mu + std * noise.standard_normal(mu.shape)
-        p = 1 / (1 + np.exp(-model.decoder_output(z, y)))
+        p = 1 / (1 + np.exp(-on_host(model.decoder_output(on_device(z), y))))
         log_px_z = (x * np.log(p) + (1 - x) * np.log(1 - p)).sum(1)
         log_w.append(log_px_z + norm.logpdf(z).sum(1) - norm.logpdf(z, mu, std).sum(1))
     np.testing.assert_allclose(estimate, logsumexp(np.array(log_w), axis=0) - np.log(k), rtol=1e-10)

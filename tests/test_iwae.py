@@ -5,12 +5,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivae import gaussian, iwae
+from minivae import backend, gaussian, iwae
 from minivae.gaussian import log_prior
 from minivae.gradcheck import compare
 from minivae.vae import mlp_vae
 
 TOL = 1e-6
+on_device, on_host = backend.to_device, backend.to_numpy
 
 
 def small_model(**kw):
@@ -20,8 +21,9 @@ def small_model(**kw):
 
 
 def batch(k, n=5, seed=0):
+    """x (n, 9) and eps (k, n, 3), float64, on the backend in use."""
     rng = np.random.default_rng(seed)
-    return rng.uniform(0, 1, (n, 9)), rng.standard_normal((k, n, 3))
+    return on_device(rng.uniform(0, 1, (n, 9))), on_device(rng.standard_normal((k, n, 3)))
 
 
 def grads_of(model):
@@ -44,7 +46,7 @@ def test_vae_objective_with_one_sample_is_vae_step_exactly():
     k_sample = grads_of(model)
     assert model.step(x, eps=eps[0]) == loss
     for name, g in model.grads.items():
-        np.testing.assert_array_equal(k_sample[name], g)
+        np.testing.assert_array_equal(on_host(k_sample[name]), on_host(g))
 
 
 def test_iwae_with_one_sample_has_the_gradient_of_the_elbo_with_the_sampled_kl():
@@ -74,8 +76,8 @@ def test_iwae_with_one_sample_is_not_vae_step_but_agrees_with_it_on_the_decoder(
     model.step(x, eps=eps[0])
     for name, g in model.grads.items():
         if name.startswith("decoder"):
-            np.testing.assert_allclose(iw[name], g, rtol=1e-12, atol=1e-15)
-    assert not np.allclose(iw["mu.W"], model.grads["mu.W"])
+            np.testing.assert_allclose(on_host(iw[name]), on_host(g), rtol=1e-12, atol=1e-15)
+    assert not np.allclose(on_host(iw["mu.W"]), on_host(model.grads["mu.W"]))
 
 
 @pytest.mark.parametrize("posterior", [gaussian.LogvarGaussian(), gaussian.SigmaGaussian()])
@@ -85,12 +87,13 @@ def test_the_sampled_kl_gradient_averages_to_the_closed_form_kl_gradient(posteri
     mu, scale = rng.normal(0, 1, (2, 3)), rng.uniform(0.3, 1.5, (2, 3))
     if posterior.scale_name == "logvar":
         scale = np.log(scale ** 2)
-    eps = rng.standard_normal((200_000, 2, 3))
+    mu, scale, eps = on_device(mu), on_device(scale), on_device(rng.standard_normal((200_000, 2, 3)))
     z = posterior.sample(mu, scale, eps)
     dlogq_dz, dlogq_dmu, dlogq_dscale = posterior.log_q_partials(z, mu, scale)
     dmu, dscale = posterior.backward(dlogq_dz + z)  # d(log q - log p)/dz = d log q/dz + z, through the sampler
     _, kl_dmu, kl_dscale = posterior.kl(mu, scale)
     for sampled, closed in [(dmu + dlogq_dmu, kl_dmu), (dscale + dlogq_dscale, kl_dscale)]:
+        sampled, closed = on_host(sampled), on_host(closed)
         standard_error = sampled.std(axis=0) / np.sqrt(len(eps))
         assert np.all(np.abs(sampled.mean(axis=0) - closed) < 5 * standard_error + 1e-3)
 
@@ -101,11 +104,12 @@ def test_log_q_of_a_reparameterized_sample_depends_on_mu_not_at_all(posterior):
     q = gaussian.POSTERIORS[posterior]()
     rng = np.random.default_rng(0)
     mu, scale, eps = rng.normal(0, 1, (4, 3)), rng.uniform(0.5, 2, (4, 3)), rng.standard_normal((4, 3))
-    z = q.sample(mu, scale, eps)
-    dz, dmu, dscale = q.log_q_partials(z, mu, scale)
+    z = q.sample(on_device(mu), on_device(scale), on_device(eps))
+    dz, dmu, dscale = q.log_q_partials(z, on_device(mu), on_device(scale))
     through_z_mu, through_z_scale = q.backward(dz)
-    np.testing.assert_allclose(through_z_mu + dmu, 0, atol=1e-12)
-    np.testing.assert_allclose(through_z_scale + dscale, -0.5 if posterior == "logvar" else -1 / scale, atol=1e-12)
+    np.testing.assert_allclose(on_host(through_z_mu + dmu), 0, atol=1e-12)
+    np.testing.assert_allclose(on_host(through_z_scale + dscale), -0.5 if posterior == "logvar" else -1 / scale,
+                               atol=1e-12)
 
 
 def test_iwae_loss_with_one_sample_is_minus_the_log_weight():
@@ -113,9 +117,10 @@ def test_iwae_loss_with_one_sample_is_minus_the_log_weight():
     x, eps = batch(k=1)
     loss = iwae.per_example_losses(model, x, "iwae", eps=eps)
     mu, logvar = model.encode(x)
-    z = mu + np.exp(0.5 * logvar) * eps[0]
+    z = mu + backend.xp.exp(0.5 * logvar) * eps[0]
     nll, _ = model.recon_fn(model.decoder_output(z), x, grad=False)
-    np.testing.assert_allclose(loss, nll - log_prior(z) + model.posterior.log_q(z, mu, logvar), rtol=1e-12)
+    np.testing.assert_allclose(on_host(loss), on_host(nll - log_prior(z) + model.posterior.log_q(z, mu, logvar)),
+                               rtol=1e-12)
 
 
 @settings(max_examples=20, deadline=None)
@@ -124,19 +129,20 @@ def test_iwae_bound_is_tighter_than_the_average_of_its_samples_elbos(k, seed):
     # Jensen, per example: -log mean_i w_i <= mean_i -log w_i, for the very same samples.
     model = small_model()
     x, eps = batch(k, seed=seed)
-    bound = iwae.per_example_losses(model, x, "iwae", eps=eps)
-    singles = np.mean([iwae.per_example_losses(model, x, "iwae", eps=eps[i:i + 1]) for i in range(k)], axis=0)
+    bound = on_host(iwae.per_example_losses(model, x, "iwae", eps=eps))
+    singles = np.mean([on_host(iwae.per_example_losses(model, x, "iwae", eps=eps[i:i + 1])) for i in range(k)],
+                      axis=0)
     assert np.all(bound <= singles + 1e-12)
 
 
 def test_iwae_stays_finite_in_float32_where_the_weights_underflow():
     rng = np.random.default_rng(0)
     model = mlp_vae(hidden=(32,), latent=4, rng=rng)
-    x = (rng.random((16, 784)) < 0.3).astype(np.float32)  # log-weights near -550: e^-550 is 0 in float32
-    eps = rng.standard_normal((5, 16, 4), dtype=np.float32)
+    x = on_device((rng.random((16, 784)) < 0.3).astype(np.float32))  # log-weights near -550: e^-550 is 0 in float32
+    eps = on_device(rng.standard_normal((5, 16, 4), dtype=np.float32))
     loss = iwae.step(model, x, "iwae", eps=eps)
     assert 400 < loss.loss < 1000
-    assert all(np.isfinite(g).all() and g.dtype == np.float32 for g in model.grads.values())
+    assert all(np.isfinite(on_host(g)).all() and g.dtype == np.float32 for g in model.grads.values())
 
 
 def test_k_samples_share_one_encoder_pass_and_one_decoder_pass_of_k_times_b_rows():
@@ -185,8 +191,8 @@ def test_iwae_gradients_pass_through_the_convnet_decoder_on_k_times_b_rows():
                      dtype="float64")
     for name, param in model.params.items():  # off the ReLU kinks that zero biases sit on
         if name.endswith(".b"):
-            param += rng.uniform(0.05, 0.2, param.shape)
-    x, eps = rng.uniform(0, 1, (3, 36)), rng.standard_normal((2, 3, 2))
+            param += on_device(rng.uniform(0.05, 0.2, param.shape))
+    x, eps = on_device(rng.uniform(0, 1, (3, 36))), on_device(rng.standard_normal((2, 3, 2)))
     iwae.step(model, x, "iwae", eps=eps)
     analytic = grads_of(model)
 

@@ -6,12 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp, softmax
 
-from minivae import m2, presets
+from minivae import backend, m2, presets
 from minivae.classifier import accuracy, fit, mlp_classifier
 from minivae.losses import softmax_cross_entropy
 from minivae.m2 import M2, tiny_model_and_batch, unlabelled_loss
 
 TOL = 1e-6
+on_device, on_host = backend.to_device, backend.to_numpy
 
 
 # ---- the classifier's loss ---------------------------------------------------------------------------------
@@ -24,13 +25,14 @@ def test_softmax_cross_entropy_gradient_matches_finite_differences(batch, classe
 def test_softmax_cross_entropy_is_minus_log_the_true_class_probability():
     logits = np.random.default_rng(0).normal(0, 3, (6, 5))
     labels = np.array([0, 4, 2, 2, 1, 3])
-    nll, _ = softmax_cross_entropy(logits, labels)
-    np.testing.assert_allclose(nll, -np.log(softmax(logits, axis=1)[np.arange(6), labels]), rtol=1e-12)
+    nll, _ = softmax_cross_entropy(on_device(logits), on_device(labels))
+    np.testing.assert_allclose(on_host(nll), -np.log(softmax(logits, axis=1)[np.arange(6), labels]), rtol=1e-12)
 
 
 def test_softmax_cross_entropy_stays_finite_for_huge_logits():
     logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 0.0]], dtype=np.float32)
-    nll, dlogits = softmax_cross_entropy(logits, np.array([1, 1]))
+    nll, dlogits = softmax_cross_entropy(on_device(logits), on_device(np.array([1, 1])))
+    nll, dlogits = on_host(nll), on_host(dlogits)
     assert np.all(np.isfinite(nll)) and np.all(np.isfinite(dlogits))
     assert nll[0] == pytest.approx(2000.0) and nll[1] == pytest.approx(0.0)
 
@@ -56,14 +58,15 @@ def test_unlabelled_loss_is_the_expected_elbo_minus_the_entropy():
     logits, elbo_terms = rng.normal(0, 2, (4, 5)), rng.uniform(80, 120, (4, 5))
     q = softmax(logits, axis=1)
     expected = (q * elbo_terms).sum(1) - (-(q * np.log(q)).sum(1))
-    np.testing.assert_allclose(unlabelled_loss(logits, elbo_terms)[0], expected, rtol=1e-12)
+    np.testing.assert_allclose(on_host(unlabelled_loss(on_device(logits), on_device(elbo_terms))[0]), expected,
+                               rtol=1e-12)
 
 
 def test_unlabelled_loss_is_smallest_when_q_is_the_posterior_over_classes():
     # For fixed E, U = sum q (E + log q) is minimised by q(y) proportional to exp(-E_y): there dU/dlogits = 0 and
     # U = -log sum_y exp(-E_y), the -log p(x) bound of the mixture over classes.
     elbo_terms = np.random.default_rng(0).uniform(90, 100, (3, 6))
-    unlabelled, dlogits = unlabelled_loss(-elbo_terms, elbo_terms)
+    unlabelled, dlogits = map(on_host, unlabelled_loss(on_device(-elbo_terms), on_device(elbo_terms)))
     np.testing.assert_allclose(unlabelled, -logsumexp(-elbo_terms, axis=1), rtol=1e-12)
     np.testing.assert_allclose(dlogits, 0, atol=1e-12)
 
@@ -98,14 +101,14 @@ def test_the_labelled_elbo_includes_log_p_y():
     model, (x_l, y_l, _, eps_l, _) = tiny_model_and_batch(classes=3)
     elbo_terms, _ = model.labelled_losses(x_l, y_l, eps_l)
     recon, kl = model.cvae.per_example_losses(x_l, y_l, eps_l)
-    np.testing.assert_allclose(elbo_terms, recon + kl + np.log(3), rtol=1e-12)
+    np.testing.assert_allclose(on_host(elbo_terms), on_host(recon + kl) + np.log(3), rtol=1e-12)
 
 
 def test_each_unlabelled_image_is_tried_with_every_class():
     model, (_, _, x_u, _, _) = tiny_model_and_batch(n_unlabelled=2, classes=3)
     rows, labels = model.enumerate_classes(x_u)
-    assert rows.shape == (6, 9) and list(labels) == [0, 0, 1, 1, 2, 2]
-    np.testing.assert_array_equal(rows[3], x_u[1])  # row k * B + b: image b, class k
+    assert rows.shape == (6, 9) and on_host(labels).tolist() == [0, 0, 1, 1, 2, 2]
+    np.testing.assert_array_equal(on_host(rows[3]), on_host(x_u[1]))  # row k * B + b: image b, class k
 
 
 def test_parameters_are_the_classifiers_and_the_cvaes():

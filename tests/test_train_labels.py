@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from minivae import checkpoint, data, download, m2, seeds, supervision, train
+from minivae import backend, checkpoint, data, download, m2, seeds, supervision, train
 
 N_TRAIN, N_TEST, BATCH = 120, 40, 25  # m2 with 20 labels: 100 unlabelled images, 4 steps per epoch
 
@@ -140,8 +140,9 @@ def test_m2_steps_see_labelled_images_drawn_like_the_unlabelled_ones(binarize):
         def step(self, x_labelled, y_labelled, x_unlabelled, eps_labelled, eps_unlabelled):
             seen.update(x=x_labelled, y=y_labelled, eps_u=eps_unlabelled)
 
-    feed.step(Model(), np.zeros((5, 784), np.float32), np.arange(5), np.random.default_rng(0))
+    feed.step(Model(), backend.xp.zeros((5, 784), np.float32), np.arange(5), np.random.default_rng(0))
     assert seen["x"].shape == (7, 784) and seen["eps_u"].shape == (50, 3)
-    assert set(np.unique(seen["y"])) <= set(dataset.y_train[feed.labelled])
-    assert (set(np.unique(seen["x"])) <= {0.0, 1.0}) == (binarize == "dynamic")
+    assert isinstance(seen["x"], backend.xp.ndarray) and isinstance(seen["eps_u"], backend.xp.ndarray)
+    assert set(np.unique(backend.to_numpy(seen["y"]))) <= set(dataset.y_train[feed.labelled])
+    assert (set(np.unique(backend.to_numpy(seen["x"]))) <= {0.0, 1.0}) == (binarize == "dynamic")
     assert len(feed.rows) == 40 and not set(feed.rows) & set(feed.labelled)
