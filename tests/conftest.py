@@ -103,3 +103,12 @@ def write_dataset(folder, n_train=20, n_test=10, seed=0):
     data.write_idx(folder / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8))
     data.write_idx(folder / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, n_test, dtype=np.uint8))
     return folder
+
+
+def write_tiny_dataset(folder, n_train, n_test):
+    """data.tiny_dataset (synthetic strokes and blobs) as the four gzip IDX files that data.load looks for."""
+    ds = data.tiny_dataset(n_train, n_test)
+    images = [np.round(x * 255).astype(np.uint8).reshape(-1, 28, 28) for x in (ds.x_train, ds.x_test)]
+    for name, array in zip(data.FILES, (images[0], ds.y_train, images[1], ds.y_test)):
+        data.write_idx(Path(folder) / name, array.astype(np.uint8))
+    return Path(folder)

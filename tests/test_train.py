@@ -16,9 +16,9 @@ import urllib.error
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, write_tiny_dataset
 
-from minivae import checkpoint, data, download, evaluate, presets, train, training, vae
+from minivae import checkpoint, download, evaluate, presets, train, training, vae
 from minivae import metrics as run_metrics
 
 N_TRAIN, N_TEST, BATCH = 128, 48, 32  # 4 steps per epoch
@@ -30,12 +30,7 @@ FIGURES = {"reconstructions.png", "samples.png", "loss_curves.png", "latent_scat
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     """The tiny synthetic dataset as the four gzip IDX files that data.load looks for."""
-    folder = tmp_path_factory.mktemp("tiny")
-    ds = data.tiny_dataset(N_TRAIN, N_TEST)
-    images = [np.round(x * 255).astype(np.uint8).reshape(-1, 28, 28) for x in (ds.x_train, ds.x_test)]
-    for name, array in zip(data.FILES, (images[0], ds.y_train, images[1], ds.y_test)):
-        data.write_idx(folder / name, array.astype(np.uint8))
-    return folder
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny"), N_TRAIN, N_TEST)
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import write_tiny_dataset
 
 from minivae import backend, checkpoint, data, download, m2, seeds, supervision, train
 
@@ -14,12 +15,7 @@ N_TRAIN, N_TEST, BATCH = 120, 40, 25  # m2 with 20 labels: 100 unlabelled images
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    ds = data.tiny_dataset(N_TRAIN, N_TEST)
-    images = [np.round(x * 255).astype(np.uint8).reshape(-1, 28, 28) for x in (ds.x_train, ds.x_test)]
-    for name, array in zip(data.FILES, (images[0], ds.y_train, images[1], ds.y_test)):
-        data.write_idx(folder / name, array.astype(np.uint8))
-    return folder
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny"), N_TRAIN, N_TEST)
 
 
 @pytest.fixture(autouse=True)
