@@ -3,28 +3,23 @@ compute is defined first, as plain loops, in conv_reference.py (read it before t
 checks these layers against it. convvae.py builds tutorial 003's convolutional VAE from them.
 
 Layout is NCHW: x is (B, C, H, W). A convolution slides a (C, kh, kw) kernel over the (padded) image, and each
-output pixel is the dot product of the kernel with the window under it. im2col turns all of them into one matrix
-product by copying every window of the whole batch into a column:
-
-    cols[(c, i, j), (b, y, x)] = x_padded[b, c, y*sh + i, x*sw + j]        cols: (C*kh*kw, B*out_h*out_w)
-
-so that out = W.reshape(C_out, C*kh*kw) @ cols is ONE (C_out, K) @ (K, B*L) product for the batch. col2im is its
-adjoint: it adds every column entry back onto the pixel it was copied from (a pixel shared by overlapping windows
-receives the sum), which is exactly the backward pass of "copy into windows". A transposed convolution uses the
-same pair the other way round. The layers follow the contract of layers.py: forward keeps what backward needs,
-backward overwrites `grads`.
+output pixel is the dot product of the kernel with the window under it. im2col (columns.py, read it first)
+copies every window of the whole batch into a column, so that out = W.reshape(C_out, C*kh*kw) @ cols is ONE
+(C_out, K) @ (K, B*L) product for the batch; col2im, its adjoint, adds columns back onto their pixels. A
+transposed convolution uses the same pair the other way round. The layers follow the contract of layers.py:
+forward keeps what backward needs, backward overwrites `grads`.
 
 Speed. At batch 128 the columns are big (C*9 times the image: 115 MB for 32 channels at 28x28), so:
 * One large 2-D product per pass, never B small ones: a batched matmul of (C_out, K) @ (K, L) per image runs
   BLAS well below its speed on one (C_out, K) @ (K, B*L).
 * The product's output is channel-major, (C_out, B*L). Rather than copy it into NCHW order, the layer returns
   it as a transposed *view*: its shape is (B, C, H, W), its memory (C, B, H, W). NumPy follows the strides, so
-  nobody can tell, except that the next layer's "channels first" reshape (`_channels_first`) is then free.
+  nobody can tell, except that the next layer's "channels first" reshape (`columns.channels_first`) is then free.
 * Big work arrays (the columns, the padded input) are kept in the layer and reused from step to step: a fresh
   100 MB array costs ~10 ms of page faults every time it is first written. The padded copy keeps its zero
   border, so only its inside is written.
 * col2im is kh*kw adds of long rows (9 for a 3x3 kernel), each over the whole batch, one per tap into its
-  stride phase (see col2im); and where Conv2D's input gradient can be had as a convolution instead (stride 1,
+  stride phase (columns.col2im); and where Conv2D's input gradient can be had as a convolution instead (stride 1,
   no more output than input channels), it is: an im2col and a product, no col2im (see
   Conv2D._dx_by_convolution).
 * Where a stride-1 Conv2D has fewer output than input channels (the decoder's last layer, 32 -> 1), it builds
@@ -36,84 +31,9 @@ their products; NumPy copies such short rows at about one float per nanosecond.
 
 import itertools
 
-from minivae import backend
+from minivae import backend, columns
 from minivae.conv_reference import _out_size, _pair, _same_pads
 from minivae.layers import Layer, init_weights
-
-
-def _crop(x_padded, pads):
-    """The inverse of padding (a view): cut pads = ((top, bottom), (left, right)) off a (B, C, H, W) array."""
-    (top, bottom), (left, right) = pads
-    height, width = x_padded.shape[2:]
-    return x_padded[:, :, top : height - bottom, left : width - right]
-
-
-def _channels_first(x):
-    """(B, C, H, W) -> (C, B*H*W), the layout of the matrix products. Free (a view) when x is channel-major in
-    memory, as every output of these layers is; one copy otherwise."""
-    return x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)
-
-
-def _batch_first(x2, batch, height, width):
-    """(C, B*H*W) -> (B, C, H, W): a transposed view, nothing copied (the inverse of _channels_first)."""
-    return x2.reshape(len(x2), batch, height, width).transpose(1, 0, 2, 3)
-
-
-def im2col(x_padded, kernel, stride, out_hw, out=None):
-    """Every kernel window of x_padded (B, C, Hp, Wp) as a column: cols (C*kh*kw, B*out_h*out_w), written into
-    `out` (an array of that shape) when given."""
-    (kh, kw), (sh, sw), (out_h, out_w) = kernel, stride, out_hw
-    batch, channels = x_padded.shape[:2]
-    s_b, s_c, s_y, s_x = x_padded.strides
-    # A view, nothing copied yet: windows[c, i, j, b, y, x] = x_padded[b, c, y*sh + i, x*sw + j].
-    windows = backend.xp.lib.stride_tricks.as_strided(
-        x_padded, shape=(channels, kh, kw, batch, out_h, out_w), strides=(s_c, s_y, s_x, s_b, s_y * sh, s_x * sw)
-    )
-    if out is None:
-        return windows.reshape(channels * kh * kw, batch * out_h * out_w)  # the one copy
-    out.reshape(windows.shape)[...] = windows  # the one copy
-    return out
-
-
-def col2im_grid_pads(padded_shape, kernel, stride, out_hw):
-    """Pads ((0, extra_h), (0, extra_w)) that put an (out_h, out_w) image on col2im's grid (Hg, Wg): zeros below
-    and right, so that every shift col2im makes stays inside its image. The product that makes col2im's columns
-    runs over that grid (see col2im)."""
-    (kh, kw), (sh, sw), (out_h, out_w) = kernel, stride, out_hw
-    height, width = padded_shape[2:]
-    grid_h = max(out_h + (kh - 1) // sh, -(-height // sh))  # the largest shift i // sh, and all of x_padded
-    grid_w = max(out_w + (kw - 1) // sw, -(-width // sw))
-    return (0, grid_h - out_h), (0, grid_w - out_w)
-
-
-def col2im(cols, padded_shape, kernel, stride, out_hw):
-    """The adjoint of im2col: add every entry of cols back onto the pixel of a zero (B, C, Hp, Wp) array that
-    im2col copied it from. cols is (C*kh*kw, B*Hg*Wg): its columns run over col2im_grid_pads' grid, the
-    (out_h, out_w) positions plus zeros below and right. Returns a channel-major view (see _channels_first)."""
-    # Faster than one strided add per tap over rows of out_w floats (measured, batch 16, alternating: the
-    # decoder's ConvTranspose2D forward 5.3 -> 3.8 ms, the stride-2 Conv2D's backward 6.5 -> 5.7 ms).
-    # Tap (i, j) of window (y, x) lands on pixel (y*sh + i, x*sw + j), which is pixel (y + i // sh, x + j // sw)
-    # of the phase (i % sh, j % sw): x_padded[a::sh, b::sw] for phase (a, b). On the flat grid, that is a shift
-    # by (i // sh)*Wg + j // sw, so each tap is ONE add of long rows into its phase (the zeros of the grid absorb
-    # what wraps around); then sh*sw strided copies interleave the phases.
-    (kh, kw), (sh, sw) = kernel, stride
-    batch, channels, height, width = padded_shape
-    (_, extra_h), (_, extra_w) = col2im_grid_pads(padded_shape, kernel, stride, out_hw)
-    grid_h, grid_w = out_hw[0] + extra_h, out_hw[1] + extra_w
-    size = batch * grid_h * grid_w
-    windows = cols.reshape(channels, kh, kw, size)
-    phases = backend.xp.empty((sh, sw, channels, size), dtype=cols.dtype)
-    for a, b in itertools.product(range(sh), range(sw)):  # tap (a, b) is its phase's unshifted one: a copy
-        phases[a, b] = windows[:, a, b] if a < kh and b < kw else 0
-    for i, j in itertools.product(range(kh), range(kw)):
-        shift = (i // sh) * grid_w + j // sw
-        if shift:
-            phases[i % sh, j % sw, :, shift:] += windows[:, i, j, : size - shift]
-    x_padded = backend.xp.empty((channels, batch, height, width), dtype=cols.dtype)
-    for a, b in itertools.product(range(sh), range(sw)):
-        phase = phases[a, b].reshape(channels, batch, grid_h, grid_w)
-        x_padded[:, :, a::sh, b::sw] = phase[:, :, : len(range(a, height, sh)), : len(range(b, width, sw))]
-    return x_padded.transpose(1, 0, 2, 3)
 
 
 class _ConvBase(Layer):
@@ -153,10 +73,10 @@ class _ConvBase(Layer):
         shape = (batch, channels, height + top + bottom, width + left + right)
         array = self.work.get(name)
         if array is None or array.shape != shape or array.dtype != x.dtype or self.work.get(name + " pads") != pads:
-            # channel-major in memory, like the layers' outputs (see _channels_first), so the copy below is straight
+            # channel-major in memory, like the layers' outputs (columns.channels_first), so the copy below is straight
             array = backend.xp.zeros((channels, batch, *shape[2:]), dtype=x.dtype).transpose(1, 0, 2, 3)
             self.work[name], self.work[name + " pads"] = array, pads
-        _crop(array, pads)[...] = x
+        columns.crop(array, pads)[...] = x
         return array
 
     def __repr__(self):
@@ -198,11 +118,11 @@ class Conv2D(_ConvBase):
             self.cols = None
             return self._forward_by_shifts(x_padded, out_h, out_w)
         cols_shape = (self.in_channels * kh * kw, batch * out_h * out_w)  # (K, B*L), L = out_h*out_w
-        self.cols = im2col(x_padded, self.kernel_size, self.stride, (out_h, out_w),
+        self.cols = columns.im2col(x_padded, self.kernel_size, self.stride, (out_h, out_w),
                            out=self._work("cols", cols_shape, x.dtype))
         out = self.params["W"].reshape(self.out_channels, -1) @ self.cols  # (C_out, B*L)
         out += self.params["b"][:, None]
-        return _batch_first(out, batch, out_h, out_w)
+        return columns.batch_first(out, batch, out_h, out_w)
 
     def backward(self, dout, need_dx=True):
         # With K = C_in*kh*kw, N = B*out_h*out_w and W2 = W.reshape(C_out, K): out2 = W2 @ cols + b, so with
@@ -214,7 +134,7 @@ class Conv2D(_ConvBase):
         # (Where forward went by shifts, there are no cols: dW by shifts, _dW_by_shifts.)
         xp = backend.xp
         W2 = self.params["W"].reshape(self.out_channels, -1)
-        dout2 = _channels_first(dout)
+        dout2 = columns.channels_first(dout)
         if self.cols is None:
             self._dW_by_shifts(dout)
         else:
@@ -224,11 +144,11 @@ class Conv2D(_ConvBase):
             return None
         if self.dx_is_a_convolution():
             return self._dx_by_convolution(dout)
-        grid_pads = col2im_grid_pads(self.padded_shape, self.kernel_size, self.stride, out_hw=dout.shape[2:])
-        dout_grid = _channels_first(self._padded("dout grid", dout, grid_pads))  # (C_out, B*Hg*Wg)
+        grid_pads = columns.col2im_grid_pads(self.padded_shape, self.kernel_size, self.stride, out_hw=dout.shape[2:])
+        dout_grid = columns.channels_first(self._padded("dout grid", dout, grid_pads))  # (C_out, B*Hg*Wg)
         dcols = xp.matmul(W2.T, dout_grid, out=self._work("dcols", (W2.shape[1], dout_grid.shape[1]), dout.dtype))
-        dx_padded = col2im(dcols, self.padded_shape, self.kernel_size, self.stride, dout.shape[2:])
-        return _crop(dx_padded, self.pads)
+        dx_padded = columns.col2im(dcols, self.padded_shape, self.kernel_size, self.stride, dout.shape[2:])
+        return columns.crop(dx_padded, self.pads)
 
     def dx_is_a_convolution(self):
         """Whether backward gets dx by _dx_by_convolution (stride 1, no more output than input channels, pads
@@ -253,7 +173,7 @@ class Conv2D(_ConvBase):
         # (their windows wrap into the next row or image) are computed and thrown away: (Hp*Wp)/(H*W) more work
         # in the product (1.15 at 28x28), small next to what the columns would copy.
         (kh, kw), (_, Wp) = self.kernel_size, self.padded_shape[2:]
-        self.xf = _channels_first(x_padded)  # (C_in, P): free, x_padded is channel-major
+        self.xf = columns.channels_first(x_padded)  # (C_in, P): free, x_padded is channel-major
         W_taps = self.params["W"].transpose(2, 3, 0, 1).reshape(kh * kw * self.out_channels, self.in_channels)
         taps = backend.xp.matmul(W_taps, self.xf, out=self._work("taps", (len(W_taps), self.xf.shape[1]),
                                                                   self.xf.dtype))
@@ -273,7 +193,7 @@ class Conv2D(_ConvBase):
         # with dgrid (C_out, P) = dout placed on the same Hp x Wp grid, 0 at the thrown-away positions: dout
         # padded by kh-1 rows below and kw-1 columns right (stride 1: out_h + kh - 1 = Hp). xf's slices are views.
         (kh, kw), (_, Wp) = self.kernel_size, self.padded_shape[2:]
-        dgrid = _channels_first(self._padded("dout on x's grid", dout, ((0, kh - 1), (0, kw - 1))))
+        dgrid = columns.channels_first(self._padded("dout on x's grid", dout, ((0, kh - 1), (0, kw - 1))))
         M = dgrid.shape[1] - (kh - 1) * Wp - (kw - 1)
         dW = self._work("dW taps", (kh, kw, self.out_channels, self.in_channels), dout.dtype)
         for i, j in itertools.product(range(kh), range(kw)):
@@ -294,9 +214,9 @@ class Conv2D(_ConvBase):
         W_turned = self.params["W"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(self.in_channels, -1)  # a copy
         full_pads = (kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)
         dout_padded = self._padded("dout padded", dout, full_pads)
-        dcols = im2col(dout_padded, self.kernel_size, (1, 1), (height, width),
+        dcols = columns.im2col(dout_padded, self.kernel_size, (1, 1), (height, width),
                        out=self._work("dcols", (W_turned.shape[1], batch * height * width), dout.dtype))
-        return _batch_first(W_turned @ dcols, batch, height, width)
+        return columns.batch_first(W_turned @ dcols, batch, height, width)
 
 
 class ConvTranspose2D(_ConvBase):
@@ -345,13 +265,14 @@ class ConvTranspose2D(_ConvBase):
         (top, bottom), (left, right) = self.pads
         padded_shape = (batch, self.out_channels, out_h + top + bottom, out_w + left + right)
         self.x_shape = x.shape
-        self.x2 = _channels_first(x)  # (C_in, N), N = B*H*W
+        self.x2 = columns.channels_first(x)  # (C_in, N), N = B*H*W
         W2 = self.params["W"].reshape(self.in_channels, -1)  # (C_in, K), K = C_out*kh*kw
-        grid_pads = col2im_grid_pads(padded_shape, self.kernel_size, self.stride, (height, width))
-        self.x_grid = _channels_first(self._padded("x grid", x, grid_pads))  # x2 with zero columns, see col2im
+        grid_pads = columns.col2im_grid_pads(padded_shape, self.kernel_size, self.stride, (height, width))
+        self.x_grid = columns.channels_first(self._padded("x grid", x, grid_pads))  # x2 with zero columns, see col2im
         cols = backend.xp.matmul(W2.T, self.x_grid, out=self._work("taps", (W2.shape[1], self.x_grid.shape[1]),
                                                                     x.dtype))
-        out = _crop(col2im(cols, padded_shape, self.kernel_size, self.stride, (height, width)), self.pads)
+        out = columns.col2im(cols, padded_shape, self.kernel_size, self.stride, (height, width))
+        out = columns.crop(out, self.pads)
         out += self.params["b"][:, None, None]
         return out
 
@@ -363,13 +284,13 @@ class ConvTranspose2D(_ConvBase):
         #   dx2   = W2 @ dcols            (C_in, N): Conv2D's forward applied to dout
         xp = backend.xp
         W2 = self.params["W"].reshape(self.in_channels, -1)
-        dcols = im2col(self._padded("dout padded", dout, self.pads), self.kernel_size, self.stride, self.x_shape[2:],
-                       out=self._work("cols", (W2.shape[1], self.x2.shape[1]), dout.dtype))
+        dcols = columns.im2col(self._padded("dout padded", dout, self.pads), self.kernel_size, self.stride,
+                               self.x_shape[2:], out=self._work("cols", (W2.shape[1], self.x2.shape[1]), dout.dtype))
         xp.matmul(self.x2, dcols.T, out=self.grads["W"].reshape(W2.shape))
         dout.sum(axis=(0, 2, 3), out=self.grads["b"])
         if not need_dx:
             return None
-        return _batch_first(W2 @ dcols, *self.x_shape[:1], *self.x_shape[2:])
+        return columns.batch_first(W2 @ dcols, *self.x_shape[:1], *self.x_shape[2:])
 
     def __repr__(self):
         return super().__repr__()[:-1] + f", output_padding={self.output_padding})"

@@ -44,7 +44,7 @@ MISTAKES = [
     Mistake("tanh-1-out-instead-of-1-out^2", "layers.Tanh.backward",
             "dout * (1 - self.out * self.out)", "dout * (1 - self.out)"),
     # conv.py
-    Mistake("col2im-overwrites-overlapping-windows", "conv.col2im",
+    Mistake("col2im-overwrites-overlapping-windows", "columns.col2im",
             "+= windows[:, i, j, : size - shift]", "= windows[:, i, j, : size - shift]"),
     Mistake("conv2d-col2im-with-stride-1", "conv.Conv2D.backward",
             "self.kernel_size, self.stride, dout.shape[2:]", "self.kernel_size, (1, 1), dout.shape[2:]"),
