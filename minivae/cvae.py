@@ -27,10 +27,10 @@ data, not something to learn). The encoder needs neither.
 import math
 
 from minivae import backend
-from minivae.gaussian import LogvarGaussian, log_prior
+from minivae.gaussian import LogvarGaussian
 from minivae.layers import Dense, mlp, sigmoid
 from minivae.losses import RECONSTRUCTIONS, gaussian_nll_constant
-from minivae.vae import Loss
+from minivae.vae import Loss, importance_weighted
 
 
 def _flat(a):
@@ -142,19 +142,14 @@ class CVAE:
 
             log p(x|y) ~= log (1/k) sum_i p(x|z_i,y) p(z_i) / q(z_i|x,y),   z_i ~ q(z|x,y)
         """
-        xp = backend.xp
-        n = len(x)
         x_flat = _flat(x)
         mu, logvar = self.encode(x_flat, y)
-        log_w = xp.empty((k, n), dtype=mu.dtype)
-        for i in range(k):
-            z = self.posterior.sample(mu, logvar, rng=rng)
-            nll, _ = self.recon_fn(self.decoder_output(z, y), x_flat, grad=False)
-            if self.recon_name == "mse":
-                nll = nll + gaussian_nll_constant(x_flat.shape[1])
-            log_w[i] = -nll + log_prior(z) - self.posterior.log_q(z, mu, logvar)
-        top = log_w.max(axis=0)
-        return top + xp.log(xp.exp(log_w - top).mean(axis=0))
+        constant = gaussian_nll_constant(x_flat.shape[1]) if self.recon_name == "mse" else 0.0  # a true density
+
+        def nll_of(z):
+            return self.recon_fn(self.decoder_output(z, y), x_flat, grad=False)[0] + constant
+
+        return importance_weighted(self.posterior, mu, logvar, nll_of, k, rng)
 
     def __repr__(self):
         return (f"CVAE(encoder={self.encoder!r}, heads=Dense({self.mu_head.in_dim}, {self.latent}) x2 [mu, logvar], "

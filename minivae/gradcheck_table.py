@@ -103,12 +103,22 @@ def conv_transpose2d(c_in, c_out, kernel, stride, padding, output_padding=0):
                                             dtype=F64)
 
 
-def loss_check(name, draw_out, h=None, scale=0.25):
-    """losses.<name>(out, x, scale) against d(scale * sum nll)/dout, with data x uniform in [0, 1].
-    The function is looked up when the row runs, so a patched one is the one checked."""
+def pixels(rng, out):
+    """Data for a reconstruction loss: x uniform in [0, 1], out's shape, float64 on the backend."""
+    return device(rng.uniform(0, 1, out.shape))
+
+
+def labels(rng, out):
+    """Data for a classifier's loss: one class per row of out (B, classes), uniform over the classes."""
+    return backend.to_device(rng.integers(0, out.shape[1], len(out)))
+
+
+def loss_check(name, draw_out, h=None, scale=0.25, draw_target=pixels):
+    """losses.<name>(out, x, scale) against d(scale * sum nll)/dout, with data x from draw_target(rng, out)
+    (pixels in [0, 1], or labels). The function is looked up when the row runs, so a patched one is checked."""
     def run(rng, noise_aware):
         out = device(draw_out(rng))
-        x = device(rng.uniform(0, 1, out.shape))
+        x = draw_target(rng, out)
 
         def value_and_grad(o):
             nll, dout = getattr(losses, name)(o, x, scale=scale)
@@ -238,21 +248,6 @@ CHECKS = [
     Check("KL", "KL [sigma] at its floor: sigma 0, |sigma| 3e-6..3e-5 (h = 1e-8)", 44,
           kl_check("sigma", zero_or_both_sides((4, 3), 3e-6, 3e-5), h=1e-8)),
 ]
-def cross_entropy_check(draw_logits, scale=0.25):
-    """losses.softmax_cross_entropy(logits, labels, scale) against d(scale * sum nll)/dlogits, labels drawn
-    uniformly over the classes (looked up when the row runs, like loss_check)."""
-    def run(rng, noise_aware):
-        logits = device(draw_logits(rng))
-        labels = backend.to_device(rng.integers(0, logits.shape[1], len(logits)))
-
-        def value_and_grad(a):
-            nll, dlogits = losses.softmax_cross_entropy(a, labels, scale=scale)
-            return scale * nll, (dlogits,)
-
-        return {"logits": check_function(value_and_grad, [logits], noise_aware=noise_aware)[0]}
-    return run
-
-
 def labelled(check):
     """A row for a check written as check(noise_aware, seed) -> {what: error} (cvae.py, m2.py): its seed is
     drawn from the row's generator."""
@@ -281,7 +276,8 @@ CHECKS += [
     Check("model", "IWAE K=5 cb", 93, iwae.gradient_check("iwae", 5, "cb")),
     Check("model", "K-sample ELBO K=5 mse", 94, iwae.gradient_check("vae", 5, "mse")),
     # The models that use labels (cvae.py, m2.py): their checks build their own tiny float64 model from a seed.
-    Check("loss", "softmax cross-entropy, logits in [-30, 30]", 36, cross_entropy_check(uniform((5, 4), -30, 30))),
+    Check("loss", "softmax cross-entropy, logits in [-30, 30]", 36,
+          loss_check("softmax_cross_entropy", uniform((5, 4), -30, 30), draw_target=labels)),
     Check("loss", "M2 unlabelled loss: dU/dlogits = q (c - U)", 37, labelled(m2.check_unlabelled_dlogits)),
     Check("model", "CVAE ELBO", 95, labelled(cvae.check_elbo)),
     Check("model", "CVAE ELBO mse, beta 0.5", 96, labelled(lambda na, seed: cvae.check_elbo(na, seed, recon="mse",

@@ -135,22 +135,16 @@ class VAE:
 
             log p(x) ~= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),   z_i ~ q(z|x)
 
-        A lower bound that tightens as k grows (k = 1 is the ELBO). The log-mean-exp subtracts the largest
-        log-weight first, so it stays finite in float32 although the weights themselves are e^-100 and less.
+        A lower bound that tightens as k grows (k = 1 is the ELBO); `importance_weighted` below computes it.
         """
-        xp = backend.xp
-        n = len(x)
-        x_flat = x.reshape(n, -1)
+        x_flat = x.reshape(len(x), -1)
         mu, scale = self.encode(x)
-        log_w = xp.empty((k, n), dtype=mu.dtype)
-        for i in range(k):
-            z = self.posterior.sample(mu, scale, rng=rng)
-            nll, _ = self.recon_fn(self.decoder_output(z), x_flat, grad=False)
-            if self.recon_name == "mse":
-                nll = nll + gaussian_nll_constant(x_flat.shape[1])
-            log_w[i] = -nll + log_prior(z) - self.posterior.log_q(z, mu, scale)
-        top = log_w.max(axis=0)
-        return top + xp.log(xp.exp(log_w - top).mean(axis=0))
+        constant = gaussian_nll_constant(x_flat.shape[1]) if self.recon_name == "mse" else 0.0  # a true density
+
+        def nll_of(z):
+            return self.recon_fn(self.decoder_output(z), x_flat, grad=False)[0] + constant
+
+        return importance_weighted(self.posterior, mu, scale, nll_of, k, rng)
 
     def __repr__(self):
         heads = f"Dense({self.mu_head.in_dim}, {self.latent}) x2 [mu, {self.posterior.scale_name}]"
@@ -161,6 +155,22 @@ class VAE:
 def count_params(model):
     """The number of trainable numbers in a model."""
     return sum(int(a.size) for a in model.params.values())
+
+
+def importance_weighted(posterior, mu, scale, nll_of, k, rng=None):
+    """log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) = posterior(mu, scale): (B,) in nats.
+
+    nll_of(z) gives -log p(x|z) per example, (B,): the decoder's part, all that differs between models (the
+    CVAE's also conditions on y). The log-mean-exp subtracts the largest log-weight first, so it stays finite
+    in float32 although the weights themselves are e^-100 and less.
+    """
+    xp = backend.xp
+    log_w = xp.empty((k, len(mu)), dtype=mu.dtype)
+    for i in range(k):
+        z = posterior.sample(mu, scale, rng=rng)
+        log_w[i] = -nll_of(z) + log_prior(z) - posterior.log_q(z, mu, scale)
+    top = log_w.max(axis=0)
+    return top + xp.log(xp.exp(log_w - top).mean(axis=0))
 
 
 def mlp_vae(input_dim=784, hidden=(400,), latent=20, activation="relu", posterior="logvar", recon="bce",
