@@ -12,7 +12,7 @@ import argparse
 import math
 import sys
 
-from minivae import backend
+from minivae import backend, checkpoint, data
 from minivae.files import one_line
 
 
@@ -76,8 +76,6 @@ def limit_threads(n):
 
 def user_errors():
     """The exceptions that mean 'the user must fix something', each with a one-line message."""
-    from minivae import checkpoint, data  # here, not at the top: data and checkpoint import this module's friends
-
     return (UsageError, data.DataError, checkpoint.CheckpointError, backend.BackendError)
 
 

@@ -21,11 +21,10 @@ import hashlib
 import http.client
 import os
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
-from minivae.files import one_line
+from minivae.files import atomic_file, one_line
 
 DATASETS = ("mnist", "fashion-mnist")
 FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
@@ -127,28 +126,28 @@ def _how_to_provide(dataset):
 
 # ---------------------------------------------------------------- downloading
 
-def _fetch(url, target, sha256):
-    """Stream `url` into a temporary file beside `target`; rename it onto `target` only if the checksum matches.
+class _ChecksumMismatch(Exception):
+    """The bytes a mirror served are not the file SHA256 names."""
 
-    Returns None on success or the reason for failure (one line). The temporary file is removed on every way out,
-    including Ctrl-C, so nothing half-written is ever left under the real name or beside it.
+
+def _fetch(url, target, sha256):
+    """Stream `url` into `target` through files.atomic_file, which renames it onto `target` only if the block
+    ends well: a checksum mismatch, a network error or Ctrl-C leave neither a half-written file nor a temporary
+    one. Returns None on success or the reason for failure (one line).
     """
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
+    digest = hashlib.sha256()
     try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urlopen(url, timeout=TIMEOUT) as response:
+        with atomic_file(target) as out, urlopen(url, timeout=TIMEOUT) as response:
             while chunk := response.read(1 << 16):
                 digest.update(chunk)
                 out.write(chunk)
-        if digest.hexdigest() != sha256:
-            return f"checksum mismatch (got sha256 {digest.hexdigest()[:12]}...)"
-        os.replace(tmp, target)
-        return None
+            if digest.hexdigest() != sha256:
+                raise _ChecksumMismatch(f"checksum mismatch (got sha256 {digest.hexdigest()[:12]}...)")
+    except _ChecksumMismatch as err:
+        return str(err)
     except (OSError, http.client.HTTPException, ValueError) as err:  # URLError and timeouts are OSErrors
         return one_line(err)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return None
 
 
 def download_missing(dataset, folder=None, files=FILES):
