@@ -148,8 +148,7 @@ def config_problem(config):
     if config["arch"] == "m2":
         checks |= {"labels": whole(config.get("labels"), 1),
                    "labelled_batch_size": whole(config.get("labelled_batch_size"), 1),
-                   "classifier_hidden": isinstance(config.get("classifier_hidden"), list)
-                   and all(whole(size, 1) for size in config["classifier_hidden"]),
+                   "classifier_hidden": sizes(config.get("classifier_hidden")),
                    "alpha": number(config.get("alpha")) and config["alpha"] >= 0}
     bad = [key for key, fine in checks.items() if not fine]
     return f"its config has an unusable {bad[0]} ({config[bad[0]]!r})" if bad else None
