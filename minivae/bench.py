@@ -94,18 +94,18 @@ def matmul_floor(model, x, eps):
             if need_dx:  # dx = W_turned @ im2col(dout), see Conv2D
                 dcols = layer.work["dcols"]
                 pairs.append((xp.ones((layer.in_channels, dcols.shape[0]), dtype=xf.dtype), dcols))
-        elif isinstance(layer, Conv2D):  # out = W2 @ cols, dW2 = dout2 @ cols.T, dcols = W2.T @ dout2
+        elif isinstance(layer, Conv2D):  # out = W2 @ cols, dW2.T = cols @ dout2.T, dcols = W2.T @ dout2
             W2, cols = layer.params["W"].reshape(layer.out_channels, -1), layer.cols
             dout2 = xp.ones((W2.shape[0], cols.shape[1]), dtype=cols.dtype)
-            pairs = [(W2, cols), (dout2, cols.T)]
+            pairs = [(W2, cols), (cols, dout2.T)]
             if need_dx and layer.dx_is_a_convolution():  # dx = W_turned @ im2col(dout), see Conv2D
                 dcols = layer.work["dcols"]
                 pairs.append((xp.ones((layer.in_channels, dcols.shape[0]), dtype=W2.dtype), dcols))
             elif need_dx:  # dcols = W2.T @ dout2 over col2im's grid (dout2 with zero columns)
                 pairs.append((W2.T, xp.ones((W2.shape[0], layer.work["dcols"].shape[1]), dtype=W2.dtype)))
-        elif isinstance(layer, ConvTranspose2D):  # cols = W2.T @ x_grid, dW2 = x2 @ dcols.T, dx2 = W2 @ dcols
+        elif isinstance(layer, ConvTranspose2D):  # cols = W2.T @ x_grid, dW2.T = dcols @ x2.T, dx2 = W2 @ dcols
             W2, x2, dcols = layer.params["W"].reshape(layer.in_channels, -1), layer.x2, layer.work["cols"]
-            pairs = [(W2.T, layer.x_grid), (x2, dcols.T)] + [(W2, dcols)] * need_dx
+            pairs = [(W2.T, layer.x_grid), (dcols, x2.T)] + [(W2, dcols)] * need_dx
         else:
             continue
         products += [(a, b, xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)) for a, b in pairs]

@@ -9,11 +9,14 @@ so that conv.py's layers compute a whole convolution as ONE matrix product. col2
 column entry back onto the pixel it was copied from (a pixel shared by overlapping windows receives the sum),
 which is exactly the backward pass of "copy into windows". channels_first / batch_first switch between the
 image layout (B, C, H, W) and the products' (C, B*H*W), as views wherever memory allows; crop undoes padding.
+
+Each channel's columns depend on that channel alone, so both functions hand blocks of channels to
+threads.in_slices: with 2 threads, two copies (or two sets of adds) run at once.
 """
 
 import itertools
 
-from minivae import backend
+from minivae import backend, threads
 
 
 def crop(x_padded, pads):
@@ -45,8 +48,8 @@ def im2col(x_padded, kernel, stride, out_hw, out=None):
         x_padded, shape=(channels, kh, kw, batch, out_h, out_w), strides=(s_c, s_y, s_x, s_b, s_y * sh, s_x * sw)
     )
     if out is None:
-        return windows.reshape(channels * kh * kw, batch * out_h * out_w)  # the one copy
-    out.reshape(windows.shape)[...] = windows  # the one copy
+        out = backend.xp.empty((channels * kh * kw, batch * out_h * out_w), dtype=x_padded.dtype)
+    threads.in_slices(backend.xp.copyto, out.reshape(windows.shape), windows)  # the one copy
     return out
 
 
@@ -71,21 +74,27 @@ def col2im(cols, padded_shape, kernel, stride, out_hw):
     # of the phase (i % sh, j % sw): x_padded[a::sh, b::sw] for phase (a, b). On the flat grid, that is a shift
     # by (i // sh)*Wg + j // sw, so each tap is ONE add of long rows into its phase (the zeros of the grid absorb
     # what wraps around); then sh*sw strided copies interleave the phases.
-    (kh, kw), (sh, sw) = kernel, stride
     batch, channels, height, width = padded_shape
     (_, extra_h), (_, extra_w) = col2im_grid_pads(padded_shape, kernel, stride, out_hw)
-    grid_h, grid_w = out_hw[0] + extra_h, out_hw[1] + extra_w
-    size = batch * grid_h * grid_w
-    windows = cols.reshape(channels, kh, kw, size)
-    phases = backend.xp.empty((sh, sw, channels, size), dtype=cols.dtype)
+    grid = out_hw[0] + extra_h, out_hw[1] + extra_w
+    windows = cols.reshape(channels, kernel[0], kernel[1], batch * grid[0] * grid[1])
+    x_padded = backend.xp.empty((channels, batch, height, width), dtype=cols.dtype)
+    threads.in_slices(lambda w, x: _add_taps(w, x, stride, grid), windows, x_padded, axis=0)
+    return x_padded.transpose(1, 0, 2, 3)
+
+
+def _add_taps(windows, x_padded, stride, grid):
+    """col2im for a block of channels: windows (C, kh, kw, B*Hg*Wg) added into x_padded (C, B, Hp, Wp)."""
+    channels, kh, kw, size = windows.shape
+    (sh, sw), (grid_h, grid_w) = stride, grid
+    batch, height, width = x_padded.shape[1:]
+    phases = backend.xp.empty((sh, sw, channels, size), dtype=windows.dtype)
     for a, b in itertools.product(range(sh), range(sw)):  # tap (a, b) is its phase's unshifted one: a copy
         phases[a, b] = windows[:, a, b] if a < kh and b < kw else 0
     for i, j in itertools.product(range(kh), range(kw)):
         shift = (i // sh) * grid_w + j // sw
         if shift:
             phases[i % sh, j % sw, :, shift:] += windows[:, i, j, : size - shift]
-    x_padded = backend.xp.empty((channels, batch, height, width), dtype=cols.dtype)
     for a, b in itertools.product(range(sh), range(sw)):
         phase = phases[a, b].reshape(channels, batch, grid_h, grid_w)
         x_padded[:, :, a::sh, b::sw] = phase[:, :, : len(range(a, height, sh)), : len(range(b, width, sw))]
-    return x_padded.transpose(1, 0, 2, 3)

@@ -25,13 +25,17 @@ Speed. At batch 128 the columns are big (C*9 times the image: 115 MB for 32 chan
 * Where a stride-1 Conv2D has fewer output than input channels (the decoder's last layer, 32 -> 1), it builds
   no columns at all: one product gives every tap at every position, and kh*kw shifted adds sum them
   (Conv2D._forward_by_shifts).
+* Weight gradients are computed as their transposes (`_transposed_product`): for these shapes OpenBLAS is
+  15-25% faster at cols @ dout2.T than at dout2 @ cols.T.
+* With 2 or more threads, the copies (im2col, padding), col2im's adds and ReLU's passes are cut into one block
+  of channels per thread (threads.in_slices); BLAS threads the products itself.
 The copies that remain (im2col: rows of out_w floats, 14 or 28) are most of what these layers spend outside
 their products; NumPy copies such short rows at about one float per nanosecond.
 """
 
 import itertools
 
-from minivae import backend, columns
+from minivae import backend, columns, threads
 from minivae.conv_reference import _out_size, _pair, _same_pads
 from minivae.layers import Layer, init_weights
 
@@ -76,8 +80,16 @@ class _ConvBase(Layer):
             # channel-major in memory, like the layers' outputs (columns.channels_first), so the copy below is straight
             array = backend.xp.zeros((channels, batch, *shape[2:]), dtype=x.dtype).transpose(1, 0, 2, 3)
             self.work[name], self.work[name + " pads"] = array, pads
-        columns.crop(array, pads)[...] = x
+        threads.in_slices(backend.xp.copyto, columns.crop(array, pads), x)  # only the inside: the border stays 0
         return array
+
+    def _transposed_product(self, a, b, out):
+        """out = (a @ b).T, for a weight gradient: dW2 = dout2 @ cols.T is written as (cols @ dout2.T).T.
+        The same numbers; BLAS (OpenBLAS) runs this orientation of these shapes 15-25% faster (measured at batch
+        16 on 1 thread: the 64 -> 64 layers' 2.5 -> 2.2 ms, the stride-2 layers' 1.8 -> 1.4 ms)."""
+        product = backend.xp.matmul(a, b, out=self._work("dW transposed", (a.shape[0], b.shape[1]), a.dtype))
+        out[...] = product.T
+        return out
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -127,7 +139,7 @@ class Conv2D(_ConvBase):
     def backward(self, dout, need_dx=True):
         # With K = C_in*kh*kw, N = B*out_h*out_w and W2 = W.reshape(C_out, K): out2 = W2 @ cols + b, so with
         # dout2 = dout as (C_out, N):
-        #   dW2 = dout2 @ cols.T          (C_out, K)
+        #   dW2 = dout2 @ cols.T          (C_out, K), computed as its transpose cols @ dout2.T (_transposed_product)
         #   db  = dout2 summed over N     (C_out,)
         #   dcols = W2.T @ dout2          (K, N), and dx = crop(col2im(dcols))   (B, C_in, H, W)
         # (dcols over col2im's grid: dout2 with zero columns added, which give zero columns of dcols)
@@ -138,7 +150,7 @@ class Conv2D(_ConvBase):
         if self.cols is None:
             self._dW_by_shifts(dout)
         else:
-            xp.matmul(dout2, self.cols.T, out=self.grads["W"].reshape(W2.shape))
+            self._transposed_product(self.cols, dout2.T, out=self.grads["W"].reshape(W2.shape))
         dout2.sum(axis=1, out=self.grads["b"])
         if not need_dx:
             return None
@@ -279,14 +291,13 @@ class ConvTranspose2D(_ConvBase):
     def backward(self, dout, need_dx=True):
         # The adjoint of crop(col2im(.)) is im2col(pad(.)); with W2 = W.reshape(C_in, K) and x2 = x as (C_in, N):
         #   dcols = im2col(pad(dout))     (K, N)
-        #   dW2   = x2 @ dcols.T          (C_in, K)
+        #   dW2   = x2 @ dcols.T          (C_in, K), computed as its transpose dcols @ x2.T (_transposed_product)
         #   db    = dout summed over b, y, x   (C_out,)
         #   dx2   = W2 @ dcols            (C_in, N): Conv2D's forward applied to dout
-        xp = backend.xp
         W2 = self.params["W"].reshape(self.in_channels, -1)
         dcols = columns.im2col(self._padded("dout padded", dout, self.pads), self.kernel_size, self.stride,
                                self.x_shape[2:], out=self._work("cols", (W2.shape[1], self.x2.shape[1]), dout.dtype))
-        xp.matmul(self.x2, dcols.T, out=self.grads["W"].reshape(W2.shape))
+        self._transposed_product(dcols, self.x2.T, out=self.grads["W"].reshape(W2.shape))
         dout.sum(axis=(0, 2, 3), out=self.grads["b"])
         if not need_dx:
             return None

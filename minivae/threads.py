@@ -3,7 +3,9 @@
 Matrix products run in BLAS (OpenBLAS, MKL), which spreads each product over every core by itself. NumPy's
 elementwise passes (m *= beta, sqrt(v), ...) each run on ONE core. NumPy does release Python's GIL inside
 them, though, so k Python threads that each loop over their own slice of the arrays run k passes at once.
-The optimizer does that (optim.py): `run(tasks)` runs a list of functions, one per thread, and waits for all.
+The optimizer does that (optim.py): `run(tasks)` runs a list of functions, one per thread, and waits for all;
+`in_slices(function, *arrays)` cuts big arrays into one block per thread and runs the same pass on each block
+(the conv layers' copies and ReLU's passes use it).
 
     with limit_threads(1):      # BLAS and the elementwise passes on one core, e.g. to time them
         ...
@@ -20,7 +22,12 @@ import os
 import queue
 import threading
 
+from minivae import backend
+
 MAX_DEFAULT = 4  # the default never exceeds this: a 650k-parameter update is only ~20 chunks of 32k to share
+# `in_slices` gives each thread at least this many elements: waking a thread costs ~50 us, the time of a pass
+# over ~100k floats, so smaller arrays (an MLP's activations) stay on the calling thread.
+MIN_SLICE = 1 << 17
 
 
 def available_cores():
@@ -87,6 +94,38 @@ def run(tasks):
         tasks[0]()
     elif tasks:
         _workers.run(tasks)
+
+
+def in_slices(function, *arrays, axis=None):
+    """function(*blocks) for matching blocks of `arrays`, one block per thread, and wait for all of them.
+
+    Every array is cut along the same `axis` (default: the axis of the first array with the largest stride,
+    so that each block is one stretch of its memory), into `elementwise_threads` blocks or fewer, each of
+    at least MIN_SLICE elements of the first array; they must all have that axis's length. function writes its
+    results into blocks of output arrays passed among `arrays`, e.g.
+
+        in_slices(np.copyto, destination, source)                       # destination[...] = source
+        in_slices(lambda x, out: np.maximum(x, 0, out=out), x, out)     # out = max(x, 0)
+
+    On the GPU, for small arrays, or with one thread, it is simply function(*arrays).
+    """
+    first = arrays[0]
+    n = 1 if backend.is_gpu() else min(elementwise_threads, first.size // MIN_SLICE)
+    if axis is None and n > 1:
+        long_enough = [a for a in range(first.ndim) if first.shape[a] >= n]
+        axis = max(long_enough, key=lambda a: abs(first.strides[a]), default=None)
+    if n <= 1 or axis is None:
+        function(*arrays)
+        return
+    length = first.shape[axis]
+    bounds = [length * k // n for k in range(n + 1)]
+    blocks = [tuple(slice(None) for _ in range(axis)) + (slice(lo, hi),) for lo, hi in zip(bounds, bounds[1:])]
+    run([_bound(function, [a[block] for a in arrays]) for block in blocks])
+
+
+def _bound(function, arguments):
+    """function with its arguments, to call later with none (a task for `run`)."""
+    return lambda: function(*arguments)
 
 
 class limit_threads:

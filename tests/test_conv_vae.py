@@ -1,6 +1,7 @@
 """Tests of convvae.conv_vae, the convolutional VAE of tutorial 003: its shapes and parameters, the gradient of its
 whole loss against finite differences (on a small copy of the architecture), tutorial 003's KL weighting as
-beta = 0.392, a short training run, and the two ways Conv2D can compute its input gradient.
+beta = 0.392, a short training run, the two ways Conv2D can compute its input gradient, and a step on two
+threads.
 
 Everything runs on the backend in use (`pytest --backend fake-cupy` runs it all on the CuPy stand-in): inputs go
 to the device with `on_device`, results come back with `on_host` to be compared; tutorial 003's loss, written
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivae import backend
+from minivae import backend, threads
 from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
 from minivae.convvae import conv_vae
 from minivae.data import tiny_dataset
@@ -272,6 +273,25 @@ def test_work_arrays_are_reused_and_the_padding_stays_zero():
     x5 = on_device(rng.standard_normal((2, 2, 5, 5)))
     np.testing.assert_array_equal(on_host(layer.forward(x5)), on_host(fresh.forward(x5)))
     np.testing.assert_array_equal(on_host(layer.forward(x)), on_host(fresh.forward(x)))
+
+
+@pytest.mark.numpy_only
+def test_a_step_on_two_threads_gives_the_same_gradients_as_on_one(monkeypatch):
+    # The tutorial's own sizes at batch 16, so that the copies, col2im's adds and ReLU's passes are big enough
+    # for threads.in_slices to hand each of 2 threads a block (recorded below); every gradient is the same.
+    model = conv_vae(rng=np.random.default_rng(0))
+    x, eps = images(16, dtype="float32"), on_device(normal((16, 2), seed=1), dtype="float32")
+    blocks = []
+    run = threads.run
+    monkeypatch.setattr(threads, "run", lambda tasks: (blocks.append(len(tasks)), run(tasks)))
+    grads = {}
+    for n in (1, 2):
+        with threads.limit_threads(n):
+            model.step(x, eps=eps)
+        grads[n] = {name: on_host(g).copy() for name, g in model.grads.items()}
+    assert blocks and set(blocks) == {2}  # only the 2-thread step cut arrays in blocks
+    for name in grads[1]:
+        np.testing.assert_allclose(grads[2][name], grads[1][name], rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 # ---- training -------------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""threads.py: `run` calls every task once, on as many threads, and passes errors on; limit_threads sets and
-restores the thread counts."""
+"""threads.py: `run` calls every task once, on as many threads, and passes errors on; `in_slices` cuts big
+arrays into one block per thread; limit_threads sets and restores the thread counts."""
 
 import threading
 
+import numpy as np
 import pytest
 
 from minivae import threads
@@ -45,3 +46,27 @@ def test_limit_threads_sets_blas_and_elementwise_threads_and_restores_them():
 def test_zero_threads_are_refused():
     with pytest.raises(ValueError, match="at least 1"):
         threads.limit_threads(0)
+
+
+def test_in_slices_gives_each_thread_one_block_of_a_big_array_along_its_longest_stride():
+    blocks = []
+    x = np.arange(2 * threads.MIN_SLICE * 3, dtype=np.float32).reshape(6, -1).T  # a transposed view: (N, 6)
+    out = np.empty_like(x)
+
+    def negate(x_block, out_block):
+        blocks.append((x_block.shape, threading.get_ident()))
+        np.negative(x_block, out=out_block)
+
+    with threads.limit_threads(2):
+        threads.in_slices(negate, x, out)
+    assert np.array_equal(out, -x)
+    assert sorted(shape for shape, _ in blocks) == [(len(x), 3), (len(x), 3)]  # cut along axis 1, x's memory order
+    assert len({ident for _, ident in blocks}) == 2
+
+
+def test_in_slices_leaves_a_small_array_whole_on_the_calling_thread():
+    calls = []
+    x = np.ones(threads.MIN_SLICE, dtype=np.float32)
+    with threads.limit_threads(2):
+        threads.in_slices(lambda block: calls.append((block.shape, threading.get_ident())), x)
+    assert calls == [(x.shape, threading.get_ident())]
