@@ -12,10 +12,13 @@ medians over repeats (so that a burst of load from elsewhere hits all of them al
   forward and backward, one GEMM each, into preallocated outputs). Everything beyond them -- activations,
   the loss, the sampler, the optimizer's elementwise passes, im2col -- is overhead, and step/floor says how
   much. Ratios compare across machines; absolute times only on the same one;
-* with `--against torch`: the same model in PyTorch (`torch_twin`: layer for layer, with minivae's weights,
+* with `--against torch`: the same model in PyTorch (torch_twin.py: layer for layer, with minivae's weights,
   the same loss; torch.optim.Adam with its defaults), and a whole epoch of 60,000 images in both, including
   the data handling (a permutation, then per step the batch's images and its sampler noise), and prints
   minivae/torch for both. PyTorch is optional (`pip install -e .[bench]`), never needed by minivae.
+
+`--layers` adds where the step's time goes, layer by layer (`layer_times`): each layer's forward and backward,
+and what lies outside them.
 
 `--threads N` sets the threads of BLAS and of minivae's elementwise passes (threads.limit_threads) and
 torch.set_num_threads(N). On a machine where other busy processes share the cores, multithreaded figures
@@ -30,9 +33,10 @@ import time
 import numpy as np
 
 from minivae import backend, data, presets, seeds, threads
-from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
-from minivae.layers import Dense, ReLU, Sigmoid, Tanh
+from minivae.conv import Conv2D, ConvTranspose2D
+from minivae.layers import Dense
 from minivae.optim import Adam
+from minivae.torch_twin import torch_twin
 from minivae.vae import count_params
 
 EPOCH = 60_000  # images in an MNIST epoch
@@ -117,81 +121,59 @@ def matmul_floor(model, x, eps):
     return run
 
 
-# ---------------------------------------------------------------- PyTorch, the same model
+def layer_times(model, x, eps, repeats):
+    """Median seconds of each layer's forward and backward over `repeats` steps (model.step on x, eps), and of
+    the whole step: ([(layer, forward_s, backward_s)], step_s). Each layer's two methods are wrapped in timers
+    for the duration (instance attributes, which shadow the class's), then unwrapped."""
+    layers = [model.encoder.layers, [model.mu_head, model.scale_head], model.decoder.layers]
+    layers = [layer for group in layers for layer in group]
+    times = {(id(layer), method): [] for layer in layers for method in ("forward", "backward")}
 
-def torch_twin(model, device="cpu"):
-    """The same VAE in PyTorch, with the same weights: a module per minivae layer, the same sampler and loss.
-    Returns (module, loss) with loss(x, eps) the batch-mean loss as a 0-d tensor, like model.step's.
+    def timed(layer, method):
+        run = getattr(layer, method)
 
-    Dense -> Linear (W transposed); Conv2D -> Conv2d, after a ZeroPad2d where Keras' 'same' pads unevenly;
-    ConvTranspose2D -> ConvTranspose2d and a crop of the same rows and columns. The loss: BCE with logits
-    ('bce') or BCE on probabilities clipped to [1e-7, 1 - 1e-7] like Keras ('bce-prob'), summed per example,
-    plus beta * KL, averaged over the batch; z = mu + exp(0.5 logvar) * eps with eps given."""
-    import torch
-    from torch import nn
+        def timer(*args, **kwargs):
+            start = time.perf_counter()
+            result = run(*args, **kwargs)
+            sync()
+            times[id(layer), method].append(time.perf_counter() - start)
+            return result
 
-    def tensor(array):
-        return torch.from_numpy(np.ascontiguousarray(backend.to_numpy(array))).to(device)
+        return timer
 
-    class Crop(nn.Module):  # ((top, bottom), (left, right)) rows and columns off an NCHW image
-        def __init__(self, pads):
-            super().__init__()
-            self.pads = pads
+    steps = []
+    try:
+        for layer in layers:
+            layer.forward, layer.backward = timed(layer, "forward"), timed(layer, "backward")
+        for _ in range(repeats + 1):  # the first warms up
+            start = time.perf_counter()
+            model.step(x, eps=eps)
+            sync()
+            steps.append(time.perf_counter() - start)
+    finally:
+        for layer in layers:
+            del layer.forward, layer.backward
+    return [(layer, _after_warm_up(times[id(layer), "forward"]), _after_warm_up(times[id(layer), "backward"]))
+            for layer in layers], _after_warm_up(steps)
 
-        def forward(self, x):
-            (top, bottom), (left, right) = self.pads
-            return x[:, :, top: x.shape[2] - bottom, left: x.shape[3] - right]
 
-    def twin(layer):
-        if isinstance(layer, Dense):
-            module = nn.Linear(layer.in_dim, layer.out_dim)
-            module.weight.data, module.bias.data = tensor(layer.params["W"].T), tensor(layer.params["b"])
-            return [module]
-        if isinstance(layer, (Conv2D, ConvTranspose2D)):  # layer.pads: set by the forward pass already run
-            (top, bottom), (left, right) = layer.pads
-            even = top == bottom and left == right
-            if isinstance(layer, Conv2D):
-                module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                                   padding=(top, left) if even else 0)
-                modules = [module] if even else [nn.ZeroPad2d((left, right, top, bottom)), module]
-            else:
-                module = nn.ConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                                            padding=(top, left) if even else 0, output_padding=layer.output_padding)
-                modules = [module] if even else [module, Crop(layer.pads)]
-            module.weight.data, module.bias.data = tensor(layer.params["W"]), tensor(layer.params["b"])
-            return modules
-        simple = {ReLU: nn.ReLU, Sigmoid: nn.Sigmoid, Tanh: nn.Tanh, Flatten: lambda: nn.Flatten(1)}
-        if type(layer) in simple:
-            return [simple[type(layer)]()]
-        if isinstance(layer, Reshape):
-            return [nn.Unflatten(1, layer.shape)]
-        raise ValueError(f"no PyTorch twin for {layer!r}")
+def _after_warm_up(seconds):
+    """The median of the timings after the first; 0 for a pass that never ran (a backward that a layer before
+    it made unnecessary, e.g. the encoder's leading Reshape)."""
+    return statistics.median(seconds[1:]) if len(seconds) > 1 else 0.0
 
-    if model.posterior.scale_name != "logvar" or model.recon_name not in ("bce", "bce-prob"):
-        raise ValueError("the PyTorch twin covers the logvar posterior and the 'bce' and 'bce-prob' losses")
-    net = nn.ModuleDict({
-        "encoder": nn.Sequential(*(m for layer in model.encoder.layers for m in twin(layer))),
-        "mu": twin(model.mu_head)[0], "logvar": twin(model.scale_head)[0],
-        "decoder": nn.Sequential(*(m for layer in model.decoder.layers for m in twin(layer))),
-    }).to(device)
-    beta, functional = model.beta, torch.nn.functional
 
-    def loss(x, eps):
-        h = net["encoder"](x)
-        mu, logvar = net["mu"](h), net["logvar"](h)
-        z = mu + torch.exp(0.5 * logvar) * eps
-        out = net["decoder"](z).flatten(1)
-        if model.recon_name == "bce":
-            recon = functional.binary_cross_entropy_with_logits(out, x, reduction="sum")
-        else:
-            recon = functional.binary_cross_entropy(out.clamp(1e-7, 1 - 1e-7), x, reduction="sum")
-        kl = 0.5 * (mu * mu + logvar.exp() - 1 - logvar).sum()
-        return (recon + beta * kl) / len(x)
-
-    n_torch = sum(p.numel() for p in net.parameters())
-    if n_torch != count_params(model):
-        raise AssertionError(f"the PyTorch twin has {n_torch:,} parameters, minivae's model {count_params(model):,}")
-    return net, loss
+def print_layer_times(model, x, eps, repeats):
+    """The table of `layer_times`, in ms, with what lies outside the layers (sampler, KL, loss, the heads' sum)."""
+    rows, step_s = layer_times(model, x, eps, repeats)
+    print(f"where a step's time goes (median of {repeats} steps, without Adam; each pass timed on its own):")
+    print(f"  {'layer':66s} {'forward':>9s} {'backward':>9s}")
+    for layer, forward_s, backward_s in rows:
+        label = repr(layer).replace(", init='he'", "").replace(", init='lecun'", "").replace("kernel_size=", "")
+        print(f"  {label:66s} {forward_s * 1e3:6.3f} ms {backward_s * 1e3:6.3f} ms")
+    in_layers = sum(f + b for _, f, b in rows)
+    print(f"  the layers: {in_layers * 1e3:.3f} ms; the rest of the step (sampler, KL, loss): "
+          f"{(step_s - in_layers) * 1e3:.3f} ms; the step: {step_s * 1e3:.3f} ms")
 
 
 # ---------------------------------------------------------------- one model, every figure
@@ -253,6 +235,8 @@ def bench(args):
         print(f"torch step:   {torch_s * 1e3:8.3f} ms   {1 / torch_s:8.1f} steps/s   {batch / torch_s:8.0f} samples/s"
               f"   ({torch_side['adam']})")
         print(f"minivae/torch step ratio: {step_s / torch_s:.2f}")
+    if args.layers:
+        print_layer_times(model, x, eps, args.repeats or 50)
     epochs(model, adam, config, args, torch_side)
 
 
@@ -365,6 +349,7 @@ def main(argv=None):
     parser.add_argument("--epoch-steps", type=positive_int, help="steps of the epoch timed (default all for mlp, "
                         "200 for conv; the epoch's time is projected from them)")
     parser.add_argument("--epoch-repeats", type=positive_int, default=3, help="epoch timing rounds (default 3)")
+    parser.add_argument("--layers", action="store_true", help="also time each layer's forward and backward")
     parser.add_argument("--data-dir", help="time epochs on Fashion-MNIST's training images from this folder "
                         "(default: random images of the same size)")
     parser.add_argument("--device", choices=("cpu", "gpu"), help="default: as MINIVAE_BACKEND says, else cpu")

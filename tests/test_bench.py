@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from minivae import bench, data, presets
+from minivae.torch_twin import torch_twin
 
 SMALL = ["--repeats", "1", "--inner", "1", "--epoch-repeats", "1"]
 
@@ -45,6 +46,25 @@ def test_conv_bench_times_the_keras_conv_preset(capsys):
     assert "epoch of 64 random images (16 steps, projected from its first 1)" in out
 
 
+def test_layers_prints_each_layers_forward_and_backward_and_leaves_the_layers_as_they_were(capsys):
+    bench.main(["--model", "conv", "--batch-size", "2", "--epoch-steps", "1", "--layers", *SMALL])
+    out = capsys.readouterr().out
+    rows = re.findall(r"^  (Conv2D|ConvTranspose2D|Dense|ReLU)\(.* +([\d.]+) ms +([\d.]+) ms$", out, re.MULTILINE)
+    assert len(rows) == 5 + 1 + 4 + 7  # Conv2D, ConvTranspose2D, Dense (the two heads among them), ReLU
+    assert re.search(r"^  the layers: [\d.]+ ms; the rest of the step \(sampler, KL, loss\): -?[\d.]+ ms", out,
+                     re.MULTILINE)
+
+
+def test_layer_times_unwraps_every_layer():
+    model = presets.build_model(presets.config_for("default", hidden=[8], latent=2))
+    x, eps = np.zeros((2, 784), np.float32), np.zeros((2, 2), np.float32)
+    rows, step_s = bench.layer_times(model, x, eps, repeats=2)
+    assert [layer for layer, _, _ in rows] == [*model.encoder.layers, model.mu_head, model.scale_head,
+                                                *model.decoder.layers]
+    assert step_s > 0 and all(forward_s > 0 for _, forward_s, _ in rows)
+    assert all("forward" not in vars(layer) and "backward" not in vars(layer) for layer, _, _ in rows)
+
+
 def test_against_torch_prints_step_and_epoch_ratios(capsys):
     pytest.importorskip("torch")
     bench.main(["--against", "torch", "--batch-size", "16", "--hidden", "32", "--latent", "4", *SMALL])
@@ -77,7 +97,7 @@ def test_the_torch_twin_has_the_same_parameters_and_loss_as_the_model(preset):
     rng = np.random.default_rng(1)
     x, eps = rng.random((3, 784), dtype=np.float32), rng.standard_normal((3, config["latent"]), dtype=np.float32)
     loss = model.step(x, eps=eps).loss  # the step also sets the conv layers' paddings that the twin copies
-    net, twin_loss = bench.torch_twin(model)
+    net, twin_loss = torch_twin(model)
     assert sum(p.numel() for p in net.parameters()) == sum(p.size for p in model.params.values())
     assert twin_loss(torch.from_numpy(x), torch.from_numpy(eps)).item() == pytest.approx(loss, rel=1e-5)
 

@@ -1,0 +1,85 @@
+"""The same VAE in PyTorch, for `python -m minivae.bench --against torch` only: `torch_twin(model)` builds it layer
+for layer, with minivae's weights and loss. minivae never needs PyTorch; this module imports it when called.
+"""
+
+import numpy as np
+
+from minivae import backend
+from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
+from minivae.layers import Dense, ReLU, Sigmoid, Tanh
+from minivae.vae import count_params
+
+
+def torch_twin(model, device="cpu"):
+    """The same VAE in PyTorch, with the same weights: a module per minivae layer, the same sampler and loss.
+    Returns (module, loss) with loss(x, eps) the batch-mean loss as a 0-d tensor, like model.step's.
+
+    Dense -> Linear (W transposed); Conv2D -> Conv2d, after a ZeroPad2d where Keras' 'same' pads unevenly;
+    ConvTranspose2D -> ConvTranspose2d and a crop of the same rows and columns. The loss: BCE with logits
+    ('bce') or BCE on probabilities clipped to [1e-7, 1 - 1e-7] like Keras ('bce-prob'), summed per example,
+    plus beta * KL, averaged over the batch; z = mu + exp(0.5 logvar) * eps with eps given."""
+    import torch
+    from torch import nn
+
+    def tensor(array):
+        return torch.from_numpy(np.ascontiguousarray(backend.to_numpy(array))).to(device)
+
+    class Crop(nn.Module):  # ((top, bottom), (left, right)) rows and columns off an NCHW image
+        def __init__(self, pads):
+            super().__init__()
+            self.pads = pads
+
+        def forward(self, x):
+            (top, bottom), (left, right) = self.pads
+            return x[:, :, top: x.shape[2] - bottom, left: x.shape[3] - right]
+
+    def twin(layer):
+        if isinstance(layer, Dense):
+            module = nn.Linear(layer.in_dim, layer.out_dim)
+            module.weight.data, module.bias.data = tensor(layer.params["W"].T), tensor(layer.params["b"])
+            return [module]
+        if isinstance(layer, (Conv2D, ConvTranspose2D)):  # layer.pads: set by the forward pass already run
+            (top, bottom), (left, right) = layer.pads
+            even = top == bottom and left == right
+            if isinstance(layer, Conv2D):
+                module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                   padding=(top, left) if even else 0)
+                modules = [module] if even else [nn.ZeroPad2d((left, right, top, bottom)), module]
+            else:
+                module = nn.ConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                            padding=(top, left) if even else 0, output_padding=layer.output_padding)
+                modules = [module] if even else [module, Crop(layer.pads)]
+            module.weight.data, module.bias.data = tensor(layer.params["W"]), tensor(layer.params["b"])
+            return modules
+        simple = {ReLU: nn.ReLU, Sigmoid: nn.Sigmoid, Tanh: nn.Tanh, Flatten: lambda: nn.Flatten(1)}
+        if type(layer) in simple:
+            return [simple[type(layer)]()]
+        if isinstance(layer, Reshape):
+            return [nn.Unflatten(1, layer.shape)]
+        raise ValueError(f"no PyTorch twin for {layer!r}")
+
+    if model.posterior.scale_name != "logvar" or model.recon_name not in ("bce", "bce-prob"):
+        raise ValueError("the PyTorch twin covers the logvar posterior and the 'bce' and 'bce-prob' losses")
+    net = nn.ModuleDict({
+        "encoder": nn.Sequential(*(m for layer in model.encoder.layers for m in twin(layer))),
+        "mu": twin(model.mu_head)[0], "logvar": twin(model.scale_head)[0],
+        "decoder": nn.Sequential(*(m for layer in model.decoder.layers for m in twin(layer))),
+    }).to(device)
+    beta, functional = model.beta, torch.nn.functional
+
+    def loss(x, eps):
+        h = net["encoder"](x)
+        mu, logvar = net["mu"](h), net["logvar"](h)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        out = net["decoder"](z).flatten(1)
+        if model.recon_name == "bce":
+            recon = functional.binary_cross_entropy_with_logits(out, x, reduction="sum")
+        else:
+            recon = functional.binary_cross_entropy(out.clamp(1e-7, 1 - 1e-7), x, reduction="sum")
+        kl = 0.5 * (mu * mu + logvar.exp() - 1 - logvar).sum()
+        return (recon + beta * kl) / len(x)
+
+    n_torch = sum(p.numel() for p in net.parameters())
+    if n_torch != count_params(model):
+        raise AssertionError(f"the PyTorch twin has {n_torch:,} parameters, minivae's model {count_params(model):,}")
+    return net, loss
