@@ -123,8 +123,7 @@ def _relu(x, out):
 
 
 def _relu_backward(dout, out, dx):
-    backend.xp.greater(out, 0, out=dx)  # the mask [out > 0] as 1.0 and 0.0: faster than multiplying by booleans
-    dx *= dout
+    backend.xp.multiply(dout, out > 0, out=dx)
 
 
 class Sigmoid(Layer):
