@@ -12,7 +12,7 @@ medians over repeats (so that a burst of load from elsewhere hits all of them al
   forward and backward, one GEMM each, into preallocated outputs). Everything beyond them -- activations,
   the loss, the sampler, the optimizer's elementwise passes, im2col -- is overhead, and step/floor says how
   much. Ratios compare across machines; absolute times only on the same one;
-* with `--against torch`: the same model in PyTorch (torch_twin.py: layer for layer, with minivae's weights,
+* with `--against torch`: the same model in PyTorch (bench_torch.torch_twin: layer for layer, with minivae's weights,
   the same loss; torch.optim.Adam with its defaults), and a whole epoch of 60,000 images in both, including
   the data handling (a permutation, then per step the batch's images and its sampler noise), and prints
   minivae/torch for both. PyTorch is optional (`pip install -e .[bench]`), never needed by minivae.
@@ -33,10 +33,10 @@ import time
 import numpy as np
 
 from minivae import backend, data, presets, seeds, threads
+from minivae.bench_torch import torch_twin
 from minivae.conv import Conv2D, ConvTranspose2D
 from minivae.layers import Dense
 from minivae.optim import Adam
-from minivae.torch_twin import torch_twin
 from minivae.vae import count_params
 
 EPOCH = 60_000  # images in an MNIST epoch
@@ -127,8 +127,7 @@ def layer_times(model, x, eps, repeats):
     """Median seconds of each layer's forward and backward over `repeats` steps (model.step on x, eps), and of
     the whole step: ([(layer, forward_s, backward_s)], step_s). Each layer's two methods are wrapped in timers
     for the duration (instance attributes, which shadow the class's), then unwrapped."""
-    layers = [model.encoder.layers, [model.mu_head, model.scale_head], model.decoder.layers]
-    layers = [layer for group in layers for layer in group]
+    layers = [layer for layer, _ in layers_in_order(model)]
     times = {(id(layer), method): [] for layer in layers for method in ("forward", "backward")}
 
     def timed(layer, method):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from minivae import bench, data, presets
-from minivae.torch_twin import torch_twin
+from minivae.bench_torch import torch_twin
 
 SMALL = ["--repeats", "1", "--inner", "1", "--epoch-repeats", "1"]
 

@@ -1,5 +1,6 @@
-"""The same VAE in PyTorch, for `python -m minivae.bench --against torch` only: `torch_twin(model)` builds it layer
-for layer, with minivae's weights and loss. minivae never needs PyTorch; this module imports it when called.
+"""Part of the bench: the same VAE in PyTorch, for `python -m minivae.bench --against torch` only. `torch_twin(model)`
+builds it layer for layer, with minivae's weights and loss. Nothing outside the bench imports this module, and
+it imports PyTorch only when called: minivae's own derivatives are all written by hand.
 """
 
 import numpy as np
