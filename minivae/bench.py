@@ -18,7 +18,8 @@ medians over repeats (so that a burst of load from elsewhere hits all of them al
   minivae/torch for both. PyTorch is optional (`pip install -e .[bench]`), never needed by minivae.
 
 `--layers` adds where the step's time goes, layer by layer (`layer_times`): each layer's forward and backward,
-and what lies outside them.
+and what lies outside them; with `--against torch`, the same layer's forward and backward in PyTorch beside it
+(bench_torch.layer_times).
 
 `--threads N` sets the threads of BLAS and of minivae's elementwise passes (threads.limit_threads) and
 torch.set_num_threads(N). On a machine where other busy processes share the cores, multithreaded figures
@@ -32,8 +33,7 @@ import time
 
 import numpy as np
 
-from minivae import backend, data, presets, seeds, threads
-from minivae.bench_torch import torch_twin
+from minivae import backend, bench_torch, data, presets, seeds, threads
 from minivae.conv import Conv2D, ConvTranspose2D
 from minivae.layers import Dense
 from minivae.optim import Adam
@@ -164,17 +164,26 @@ def _after_warm_up(seconds):
     return statistics.median(seconds[1:]) if len(seconds) > 1 else 0.0
 
 
-def print_layer_times(model, x, eps, repeats):
-    """The table of `layer_times`, in ms, with what lies outside the layers (sampler, KL, loss, the heads' sum)."""
+def print_layer_times(model, x, eps, repeats, torch_side=None):
+    """The table of `layer_times`, in ms, with what lies outside the layers (sampler, KL, loss, the heads' sum);
+    with torch_side, PyTorch's time for the same layer beside each (bench_torch.layer_times)."""
     rows, step_s = layer_times(model, x, eps, repeats)
-    print(f"where a step's time goes (median of {repeats} steps, without Adam; each pass timed on its own):")
-    print(f"  {'layer':66s} {'forward':>9s} {'backward':>9s}")
-    for layer, forward_s, backward_s in rows:
-        label = repr(layer).replace(", init='he'", "").replace(", init='lecun'", "").replace("kernel_size=", "")
-        print(f"  {label:66s} {forward_s * 1e3:6.3f} ms {backward_s * 1e3:6.3f} ms")
+    twins = torch_side["layers"](repeats) if torch_side else None
+    print(f"where a step's time goes (median of {repeats} steps, without Adam; each pass timed on its own"
+          + ("; PyTorch's layers each run alone on the input they get in a step):" if twins else "):"))
+    labels = [repr(layer).replace(", init='he'", "").replace(", init='lecun'", "").replace("kernel_size=", "")
+              .replace(", output_padding=(0, 0)", "") for layer, _, _ in rows]
+    width = max(map(len, labels))
+    torch_heads = f" {'torch fwd':>10s} {'torch bwd':>10s}" if twins else ""
+    print(f"  {'layer':{width}s} {'forward':>9s} {'backward':>9s}{torch_heads}")
+    for i, (label, (_, forward_s, backward_s)) in enumerate(zip(labels, rows, strict=True)):
+        twin = "".join(f" {t * 1e3:7.3f} ms" for t in twins[i]) if twins else ""
+        print(f"  {label:{width}s} {forward_s * 1e3:6.3f} ms {backward_s * 1e3:6.3f} ms{twin}")
     in_layers = sum(f + b for _, f, b in rows)
     print(f"  the layers: {in_layers * 1e3:.3f} ms; the rest of the step (sampler, KL, loss): "
           f"{(step_s - in_layers) * 1e3:.3f} ms; the step: {step_s * 1e3:.3f} ms")
+    if twins:
+        print(f"  PyTorch's layers, each run alone: {sum(f + b for f, b in twins) * 1e3:.3f} ms")
 
 
 # ---------------------------------------------------------------- one model, every figure
@@ -237,7 +246,7 @@ def bench(args):
               f"   ({torch_side['adam']})")
         print(f"minivae/torch step ratio: {step_s / torch_s:.2f}")
     if args.layers:
-        print_layer_times(model, x, eps, args.repeats or 50)
+        print_layer_times(model, x, eps, args.repeats or 50, torch_side)
     epochs(model, adam, config, args, torch_side)
 
 
@@ -251,14 +260,14 @@ def twin_contenders(model, config, x, eps, args):
     device = "cuda" if backend.is_gpu() else "cpu"
     if args.threads:
         torch.set_num_threads(args.threads)
-    net, loss = torch_twin(model, device)
-    opt = torch.optim.Adam(net.parameters(), lr=config["lr"])  # the defaults: foreach and fused left to torch
+    twin = bench_torch.torch_twin(model, device)
+    opt = torch.optim.Adam(twin.net.parameters(), lr=config["lr"])  # the defaults: foreach and fused left to torch
     if device == "cuda":
         _syncs.append(torch.cuda.synchronize)
 
     def train_step(x, eps):
         opt.zero_grad()  # set_to_none, the default
-        loss(x, eps).backward()
+        twin.loss(x, eps).backward()
         opt.step()
 
     x_fixed, eps_fixed = (torch.from_numpy(backend.to_numpy(a)).to(device) for a in (x, eps))
@@ -270,7 +279,12 @@ def twin_contenders(model, config, x, eps, args):
         for idx in order.split(config["batch_size"])[:n_steps]:
             train_step(x_train[idx], torch.randn(len(idx), config["latent"], generator=generator, device=device))
 
-    return {"step": lambda: train_step(x_fixed, eps_fixed), "epoch": epoch, "version": torch.__version__,
+    def layers(repeats):
+        need_dx = [need_dx for _, need_dx in layers_in_order(model)]
+        return bench_torch.layer_times(twin, x_fixed, eps_fixed, need_dx, repeats, sync)
+
+    return {"step": lambda: train_step(x_fixed, eps_fixed), "epoch": epoch, "layers": layers,
+            "version": torch.__version__,
             "threads": torch.get_num_threads(),
             "adam": f"torch.optim.Adam defaults: foreach={opt.defaults['foreach']}, "
                     f"fused={opt.defaults['fused']}" + (", i.e. its single-tensor loop" * (device == "cpu"))}

@@ -1,7 +1,13 @@
 """Part of the bench: the same VAE in PyTorch, for `python -m minivae.bench --against torch` only. `torch_twin(model)`
-builds it layer for layer, with minivae's weights and loss. Nothing outside the bench imports this module, and
-it imports PyTorch only when called: minivae's own derivatives are all written by hand.
+builds it layer for layer, with minivae's weights and loss; `layer_times(twin, ...)` times each of its layers
+alone, for `--layers`. Nothing outside the bench imports this module, and it imports PyTorch only when called:
+minivae's own derivatives are all written by hand.
 """
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -11,9 +17,20 @@ from minivae.layers import Dense, ReLU, Sigmoid, Tanh
 from minivae.vae import count_params
 
 
+class Twin(NamedTuple):
+    """A VAE in PyTorch: `net` holds every parameter; loss(x, eps) is the batch-mean loss as a 0-d tensor, like
+    model.step's; `layers` has one module per minivae layer, in bench.layers_in_order's order, and
+    layer_inputs(x, eps) gives what each of them receives in a forward pass."""
+
+    net: object
+    loss: Callable
+    layers: list
+    layer_inputs: Callable
+
+
 def torch_twin(model, device="cpu"):
     """The same VAE in PyTorch, with the same weights: a module per minivae layer, the same sampler and loss.
-    Returns (module, loss) with loss(x, eps) the batch-mean loss as a 0-d tensor, like model.step's.
+    Returns a Twin.
 
     Dense -> Linear (W transposed); Conv2D -> Conv2d, after a ZeroPad2d where Keras' 'same' pads unevenly;
     ConvTranspose2D -> ConvTranspose2d and a crop of the same rows and columns. The loss: BCE with logits
@@ -61,12 +78,24 @@ def torch_twin(model, device="cpu"):
 
     if model.posterior.scale_name != "logvar" or model.recon_name not in ("bce", "bce-prob"):
         raise ValueError("the PyTorch twin covers the logvar posterior and the 'bce' and 'bce-prob' losses")
-    net = nn.ModuleDict({
-        "encoder": nn.Sequential(*(m for layer in model.encoder.layers for m in twin(layer))),
-        "mu": twin(model.mu_head)[0], "logvar": twin(model.scale_head)[0],
-        "decoder": nn.Sequential(*(m for layer in model.decoder.layers for m in twin(layer))),
-    }).to(device)
+    encoder = [nn.Sequential(*twin(layer)) for layer in model.encoder.layers]  # a conv's padding goes with it
+    decoder = [nn.Sequential(*twin(layer)) for layer in model.decoder.layers]
+    net = nn.ModuleDict({"encoder": nn.Sequential(*encoder), "mu": twin(model.mu_head)[0],
+                         "logvar": twin(model.scale_head)[0], "decoder": nn.Sequential(*decoder)}).to(device)
     beta, functional = model.beta, torch.nn.functional
+
+    def layer_inputs(x, eps):
+        inputs, h = [], x
+        for layer in encoder:
+            inputs.append(h)
+            h = layer(h)
+        mu, logvar = net["mu"](h), net["logvar"](h)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        inputs += [h, h]  # the two heads read the encoder's output
+        for layer in decoder:
+            inputs.append(z)
+            z = layer(z)
+        return inputs
 
     def loss(x, eps):
         h = net["encoder"](x)
@@ -83,4 +112,33 @@ def torch_twin(model, device="cpu"):
     n_torch = sum(p.numel() for p in net.parameters())
     if n_torch != count_params(model):
         raise AssertionError(f"the PyTorch twin has {n_torch:,} parameters, minivae's model {count_params(model):,}")
-    return net, loss
+    return Twin(net, loss, [*encoder, net["mu"], net["logvar"], *decoder], layer_inputs)
+
+
+def layer_times(twin, x, eps, need_dx, repeats, sync=lambda: None):
+    """Median seconds of each twin layer's forward and backward, [(forward_s, backward_s)], each layer run alone
+    `repeats` times (after one warm-up) on the input it receives in a forward pass of x, eps. need_dx: for each
+    layer, whether its backward computes its input's gradient (as minivae's does); a layer with neither
+    parameters nor an input gradient has no backward (0 s)."""
+    import torch
+
+    with torch.no_grad():
+        inputs = twin.layer_inputs(x, eps)
+    times = []
+    for layer, h, dx in zip(twin.layers, inputs, need_dx, strict=True):
+        forward, backward = [], []
+        with torch.no_grad():
+            gradient = torch.ones_like(layer(h))  # any values: only the time is kept
+        for _ in range(repeats + 1):
+            h_in = h.detach().requires_grad_(dx)
+            start = time.perf_counter()
+            out = layer(h_in)
+            sync()
+            middle = time.perf_counter()
+            if out.requires_grad:
+                out.backward(gradient)
+                sync()
+            forward.append(middle - start)
+            backward.append(time.perf_counter() - middle)
+        times.append((statistics.median(forward[1:]), statistics.median(backward[1:])))
+    return times

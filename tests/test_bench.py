@@ -55,6 +55,35 @@ def test_layers_prints_each_layers_forward_and_backward_and_leaves_the_layers_as
                      re.MULTILINE)
 
 
+def test_layers_against_torch_prints_pytorchs_time_beside_each_layer(capsys):
+    pytest.importorskip("torch")
+    bench.main(["--model", "conv", "--batch-size", "2", "--epoch-steps", "1", "--layers", "--against", "torch",
+                *SMALL])
+    out = capsys.readouterr().out
+    rows = re.findall(r"^  (Conv2D|ConvTranspose2D|Dense|ReLU)\(.*\)( +[\d.]+ ms){4}$", out, re.MULTILINE)
+    assert len(rows) == 5 + 1 + 4 + 7
+    assert re.search(r"^  PyTorch's layers, each run alone: [\d.]+ ms$", out, re.MULTILINE)
+
+
+def test_the_torch_twin_has_one_module_per_layer_fed_what_the_layer_gets():
+    torch = pytest.importorskip("torch")
+    config = presets.config_for("keras-conv-2d")
+    model = presets.build_model(config, rng=np.random.default_rng(0))
+    x, eps = np.random.default_rng(1).random((2, 784), dtype=np.float32), np.zeros((2, 2), np.float32)
+    model.step(x, eps=eps)
+    twin = torch_twin(model)
+    inputs = twin.layer_inputs(torch.from_numpy(x), torch.from_numpy(eps))
+    layers = [layer for layer, _ in bench.layers_in_order(model)]
+    assert len(twin.layers) == len(inputs) == len(layers)
+    n_encoder = len(model.encoder.layers)
+    z = model.encode(x)[0]  # eps = 0: z = mu
+    for start, h, stop in [(0, x, n_encoder), (n_encoder + 2, z, len(layers))]:  # the encoder, the decoder
+        for layer, module, h_twin in zip(layers[start:stop], twin.layers[start:stop], inputs[start:stop]):
+            np.testing.assert_allclose(h_twin.detach().numpy(), h, rtol=1e-4, atol=1e-5)  # the same input
+            h = layer.forward(h)
+            np.testing.assert_allclose(module(h_twin).detach().numpy(), h, rtol=1e-4, atol=1e-5)
+
+
 def test_layer_times_unwraps_every_layer():
     model = presets.build_model(presets.config_for("default", hidden=[8], latent=2))
     x, eps = np.zeros((2, 784), np.float32), np.zeros((2, 2), np.float32)
@@ -97,9 +126,9 @@ def test_the_torch_twin_has_the_same_parameters_and_loss_as_the_model(preset):
     rng = np.random.default_rng(1)
     x, eps = rng.random((3, 784), dtype=np.float32), rng.standard_normal((3, config["latent"]), dtype=np.float32)
     loss = model.step(x, eps=eps).loss  # the step also sets the conv layers' paddings that the twin copies
-    net, twin_loss = torch_twin(model)
-    assert sum(p.numel() for p in net.parameters()) == sum(p.size for p in model.params.values())
-    assert twin_loss(torch.from_numpy(x), torch.from_numpy(eps)).item() == pytest.approx(loss, rel=1e-5)
+    twin = torch_twin(model)
+    assert sum(p.numel() for p in twin.net.parameters()) == sum(p.size for p in model.params.values())
+    assert twin.loss(torch.from_numpy(x), torch.from_numpy(eps)).item() == pytest.approx(loss, rel=1e-5)
 
 
 @pytest.mark.parametrize("preset, n_products", [
