@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from minivae import backend, cli, data, files, metrics, presets, run_figures, training
+from minivae import backend, cli, data, files, metrics, presets, run_figures, supervision, training
 from minivae.vae import count_params
 
 QUICK_TRAIN, QUICK_TEST = 256, 128  # --quick: the size of the synthetic dataset
@@ -77,6 +77,7 @@ def fit(preset, dataset, args, epochs, out=None, **overrides):
     ("samples") and the first 16 test images reconstructed ("reconstructions") after every epoch.
     """
     config = presets.config_for(preset, dataset=dataset.name, seed=args.seed, epochs=epochs, **overrides)
+    config = supervision.fill_labelled_weight(config, dataset)  # M2's labelled share (m2.py)
     model = presets.build_model(config)
     optimizer = presets.build_optimizer(config, model)
     print(f"preset {preset}: {presets.SOURCES[preset]}")

@@ -68,8 +68,8 @@ def semi_supervised_losses(model, x, y, seed, batch_size=EVAL_BATCH // 10):
     scored as labelled (E(x, y) with its class, and the classifier's -log q(y|x)) and as unlabelled (U(x), the
     -ELBO of log p(x) with the class summed out), and whether q(y|x) puts its mode on the right class.
 
-    Returns means over x: {"loss" (labelled + alpha * classification + unlabelled, as in training),
-    "labelled", "classification", "unlabelled", "accuracy"}.
+    Returns means over x: {"loss" (labelled_weight * labelled + alpha * classification + unlabelled, as in
+    training), "labelled", "classification", "unlabelled", "accuracy"}.
     """
     noise = seeds.generator(seed, seeds.TEST_NOISE)
     sums = dict.fromkeys(("labelled", "classification", "unlabelled", "accuracy"), 0.0)
@@ -83,7 +83,7 @@ def semi_supervised_losses(model, x, y, seed, batch_size=EVAL_BATCH // 10):
         sums["unlabelled"] += float(model.unlabelled_losses(batch, eps[n:]).sum())
         sums["accuracy"] += float((model.predict(batch) == labels).sum())
     means = {name: total / len(x) for name, total in sums.items()}
-    loss = means["labelled"] + model.alpha * means["classification"] + means["unlabelled"]
+    loss = model.labelled_weight * means["labelled"] + model.alpha * means["classification"] + means["unlabelled"]
     return {"loss": loss} | means
 
 

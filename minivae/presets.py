@@ -89,10 +89,12 @@ PRESETS = {
     # classes of each class), the rest lose them. Each step takes `batch_size` unlabelled images (an epoch is
     # one pass over them) and `labelled_batch_size` labelled ones, drawn again every step. The paper: 500
     # hidden units everywhere, latent 50; alpha = 0.1 N in its data-set sums, which with our per-example
-    # means is 0.1 N N_l / N_u ~ 0.1 * labels (m2.py explains).
+    # means is 0.1 N N_l / N_u ~ 0.1 * labels, and the labelled -ELBO weighs N_l / N_u (m2.py explains):
+    # labelled_weight None is that share, worked out from the training set when a run starts
+    # (supervision.fill_labelled_weight).
     "m2": {
         "arch": "m2", "init": None, "hidden": [500], "classifier_hidden": [500], "latent": 50, "classes": 10,
-        "labels": 100, "alpha": 10.0, "optimizer": "adam", "lr": 1e-3, "batch_size": 100,
+        "labels": 100, "alpha": 10.0, "labelled_weight": None, "optimizer": "adam", "lr": 1e-3, "batch_size": 100,
         "labelled_batch_size": 100, "epochs": 10,
     },
 }
@@ -149,7 +151,9 @@ def config_problem(config):
         checks |= {"labels": whole(config.get("labels"), 1),
                    "labelled_batch_size": whole(config.get("labelled_batch_size"), 1),
                    "classifier_hidden": sizes(config.get("classifier_hidden")),
-                   "alpha": number(config.get("alpha")) and config["alpha"] >= 0}
+                   "alpha": number(config.get("alpha")) and config["alpha"] >= 0,
+                   "labelled_weight": config.get("labelled_weight") is None
+                   or (number(config["labelled_weight"]) and config["labelled_weight"] >= 0)}
     bad = [key for key, fine in checks.items() if not fine]
     return f"its config has an unusable {bad[0]} ({config[bad[0]]!r})" if bad else None
 
@@ -213,8 +217,14 @@ def _build_model(config, rng, dtype):
     if config["arch"] == "m2":
         from minivae.m2 import mlp_m2
 
+        # a checkpoint saved before labelled_weight existed trained with 1 (every mean weighing the same)
+        labelled_weight = config.get("labelled_weight", 1.0)
+        if labelled_weight is None:
+            raise ValueError("the m2 config's labelled_weight is still None: fill it in from the training set "
+                             "with supervision.fill_labelled_weight(config, dataset) first")
         return mlp_m2(input_dim=784, hidden=config["hidden"], latent=config["latent"], classes=config["classes"],
                       classifier_hidden=config["classifier_hidden"], alpha=config["alpha"],
+                      labelled_weight=labelled_weight,
                       activation=config["activation"], init=config["init"], rng=rng, dtype=dtype)
     if config["arch"] != "mlp":
         raise ValueError(f"unknown architecture {config['arch']!r}; choose 'mlp', 'conv', 'cvae' or 'm2'")

@@ -40,6 +40,16 @@ def choose_labelled(y, count, classes, seed):
     return np.sort(np.concatenate(chosen))
 
 
+def fill_labelled_weight(config, dataset):
+    """The config with M2's labelled_weight filled in where it is None: the paper's N_l / N_u, the labelled
+    images' share of the training set against the unlabelled ones' (m2.py explains). Other configs, and a
+    labelled_weight already set (a number given to presets.config_for, or a checkpoint's), come back as they are."""
+    if ARCHITECTURES[config["arch"]] != "semi-supervised" or config.get("labelled_weight", 1.0) is not None:
+        return config
+    labelled = config["labels"]
+    return config | {"labelled_weight": labelled / (len(dataset.x_train) - labelled)}
+
+
 class Unsupervised:
     """Every training image, without its label: model.step(x, eps), or iwae.step for a K-sample objective."""
 

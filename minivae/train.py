@@ -229,6 +229,7 @@ def train_command(args):
     if len(dataset.x_train) == 0:
         raise UsageError("no training images are left; use a smaller --validation")
     check_labels(config, dataset)
+    config = supervision.fill_labelled_weight(config, dataset)  # M2's labelled share, from the training set
     model = presets.build_model(config)
     optimizer = presets.build_optimizer(config, model)
     state = training.RunState()

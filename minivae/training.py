@@ -212,7 +212,8 @@ def epoch_line(record, config):
     test, beta = record["test"], config["beta"]
     if "accuracy" in test:
         line = (f"epoch {record['epoch']:>3}/{config['epochs']}  train {record['train']['loss']:.2f}  test "
-                f"{test['loss']:.2f} (labelled {test['labelled']:.2f} + {config['alpha']:g} x cross-entropy "
+                f"{test['loss']:.2f} ({config.get('labelled_weight', 1.0):.3g} x labelled {test['labelled']:.2f} + "
+                f"{config['alpha']:g} x cross-entropy "
                 f"{test['classification']:.3f} + unlabelled {test['unlabelled']:.2f})  test accuracy "
                 f"{test['accuracy']:.2%}")
         if "val" in record:

@@ -1,12 +1,14 @@
 """The M2 model: the classifier's cross-entropy, the unlabelled loss and its gradient, and the whole step."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp, softmax
 
-from minivae import backend, m2, presets
+from minivae import backend, m2, presets, supervision
 from minivae.classifier import accuracy, fit, mlp_classifier
 from minivae.losses import softmax_cross_entropy
 from minivae.m2 import M2, tiny_model_and_batch, unlabelled_loss
@@ -75,11 +77,13 @@ def test_unlabelled_loss_is_smallest_when_q_is_the_posterior_over_classes():
 @settings(max_examples=10, deadline=None)
 @given(n_labelled=st.integers(0, 4), n_unlabelled=st.integers(0, 4), hidden=st.lists(st.integers(2, 6), min_size=1,
        max_size=2), classifier_hidden=st.lists(st.integers(2, 6), max_size=1), latent=st.integers(1, 3),
-       classes=st.integers(2, 4), alpha=st.sampled_from([0.0, 0.3, 5.0]), seed=st.integers(0, 1000))
+       classes=st.integers(2, 4), alpha=st.sampled_from([0.0, 0.3, 5.0]),
+       labelled_weight=st.sampled_from([0.0, 1 / 599, 1.0]), seed=st.integers(0, 1000))
 def test_m2_gradient_matches_finite_differences_for_every_parameter(n_labelled, n_unlabelled, hidden,
-                                                                    classifier_hidden, latent, classes, alpha, seed):
+                                                                    classifier_hidden, latent, classes, alpha,
+                                                                    labelled_weight, seed):
     model, data = tiny_model_and_batch(seed, n_labelled, n_unlabelled, tuple(hidden), tuple(classifier_hidden),
-                                       latent, classes, alpha)
+                                       latent, classes, alpha, labelled_weight)
     errors = m2.check_step(model, data)
     assert set(errors) == set(model.params)
     assert max(errors.values()) < TOL, errors
@@ -94,7 +98,8 @@ def test_step_reports_the_loss_it_differentiates():
     model, (x_l, y_l, x_u, eps_l, eps_u) = tiny_model_and_batch()
     loss = model.step(x_l, y_l, x_u, eps_labelled=eps_l, eps_unlabelled=eps_u)
     assert loss.loss == pytest.approx(model.loss_value(x_l, y_l, x_u, eps_l, eps_u), rel=1e-12)
-    assert loss.loss == pytest.approx(loss.labelled + model.alpha * loss.classification + loss.unlabelled)
+    assert loss.loss == pytest.approx(model.labelled_weight * loss.labelled + model.alpha * loss.classification
+                                      + loss.unlabelled)
 
 
 def test_the_labelled_elbo_includes_log_p_y():
@@ -112,7 +117,7 @@ def test_each_unlabelled_image_is_tried_with_every_class():
 
 
 def test_parameters_are_the_classifiers_and_the_cvaes():
-    model = presets.build_model(presets.config_for("m2"))
+    model = presets.build_model(presets.config_for("m2", labelled_weight=0.01))
     assert isinstance(model, M2)
     assert {"classifier.0.W", "classifier.2.W", "encoder.0.W", "mu.W", "logvar.W", "decoder.2.W"} <= set(model.params)
     assert model.params["classifier.2.W"].shape == (500, 10)
@@ -122,3 +127,29 @@ def test_parameters_are_the_classifiers_and_the_cvaes():
 def test_m2_gradients_match_on_cupy(gpu):
     assert max(m2.check_m2().values()) < TOL
     assert m2.check_cross_entropy()["logits"] < TOL
+
+
+# ---- the weight of the labelled -ELBO -----------------------------------------------------------------------
+def test_the_preset_weighs_the_labelled_elbo_by_the_labelled_share_of_the_training_set():
+    dataset = SimpleNamespace(x_train=np.zeros((60_000, 784), np.float32))
+    config = supervision.fill_labelled_weight(presets.config_for("m2", labels=100), dataset)
+    assert config["labelled_weight"] == pytest.approx(100 / 59_900)
+    assert presets.build_model(config).labelled_weight == config["labelled_weight"]
+
+
+def test_a_labelled_weight_already_set_is_kept():
+    dataset = SimpleNamespace(x_train=np.zeros((600, 784), np.float32))
+    config = presets.config_for("m2", labelled_weight=1.0)
+    assert supervision.fill_labelled_weight(config, dataset)["labelled_weight"] == 1.0
+
+
+def test_an_m2_config_from_before_labelled_weight_builds_with_weight_1():
+    config = presets.config_for("m2")
+    del config["labelled_weight"]  # as in a checkpoint saved before the key existed
+    assert presets.config_problem(config) is None
+    assert presets.build_model(config).labelled_weight == 1.0
+
+
+def test_an_unfilled_labelled_weight_is_refused_when_building():
+    with pytest.raises(ValueError, match="labelled_weight is still None"):
+        presets.build_model(presets.config_for("m2"))

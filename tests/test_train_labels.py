@@ -61,6 +61,14 @@ def test_m2_epoch_lines_and_metrics_carry_the_test_accuracy(tiny_dir, tmp_path, 
     assert "class_grid.png" in {p.name for p in out.iterdir()}
 
 
+def test_m2_run_weighs_the_labelled_elbo_by_the_labelled_share_and_records_it(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(args(tiny_dir, out, "m2", epochs=1)) == 0
+    weight = metrics(out)["config"]["labelled_weight"]
+    assert weight == pytest.approx(20 / (N_TRAIN - 20))  # 20 labelled training images, the rest unlabelled
+    assert f"({weight:.3g} x labelled " in capsys.readouterr().out
+
+
 def test_m2_keeps_the_same_number_of_labels_in_every_class():
     y = np.arange(1000) % 10
     chosen = supervision.choose_labelled(y, 100, 10, seed=3)
