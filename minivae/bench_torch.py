@@ -84,24 +84,27 @@ def torch_twin(model, device="cpu"):
                          "logvar": twin(model.scale_head)[0], "decoder": nn.Sequential(*decoder)}).to(device)
     beta, functional = model.beta, torch.nn.functional
 
-    def layer_inputs(x, eps):
-        inputs, h = [], x
+    def forward(x, eps, inputs):
+        """mu, logvar and the decoder's output (B, 784); appends what each layer receives to `inputs`."""
+        h = x
         for layer in encoder:
             inputs.append(h)
             h = layer(h)
         mu, logvar = net["mu"](h), net["logvar"](h)
-        z = mu + torch.exp(0.5 * logvar) * eps
         inputs += [h, h]  # the two heads read the encoder's output
+        z = mu + torch.exp(0.5 * logvar) * eps
         for layer in decoder:
             inputs.append(z)
             z = layer(z)
+        return mu, logvar, z.flatten(1)
+
+    def layer_inputs(x, eps):
+        inputs = []
+        forward(x, eps, inputs)
         return inputs
 
     def loss(x, eps):
-        h = net["encoder"](x)
-        mu, logvar = net["mu"](h), net["logvar"](h)
-        z = mu + torch.exp(0.5 * logvar) * eps
-        out = net["decoder"](z).flatten(1)
+        mu, logvar, out = forward(x, eps, [])
         if model.recon_name == "bce":
             recon = functional.binary_cross_entropy_with_logits(out, x, reduction="sum")
         else:
