@@ -5,7 +5,7 @@
     python demos/000_binarized_mlp.py --dataset fashion-mnist --data-dir /path/to/fashion-mnist
     python demos/000_binarized_mlp.py --quick                  # seconds, on a tiny synthetic dataset
 
-The setup is the preset tfslim-binarized (minivae/presets.py): pixels thresholded at 0.5, an encoder
+The setup is the preset tfslim-binarized (minivae/run/presets.py): pixels thresholded at 0.5, an encoder
 784-128 ReLU with two 64-unit heads (mu and logvar), a decoder 64-128 ReLU-784 giving Bernoulli logits,
 weights drawn from N(0, 0.1^2), Adam. Figures, in runs/demo-000_binarized_mlp/ (or --out):
 
@@ -18,7 +18,8 @@ weights drawn from N(0, 0.1^2), Adam. Figures, in runs/demo-000_binarized_mlp/ (
 import _common
 import numpy as np
 
-from minivae import plots, seeds
+from minivae.figures import plots
+from minivae.run import seeds
 
 parser = _common.parser("000_binarized_mlp", __doc__)
 args = _common.parse(parser)

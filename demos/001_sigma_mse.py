@@ -5,7 +5,7 @@
     python demos/001_sigma_mse.py --dataset fashion-mnist --data-dir /path/to/fashion-mnist
     python demos/001_sigma_mse.py --quick                  # seconds, on a tiny synthetic dataset
 
-The setup is the preset keras-sigma-mse (minivae/presets.py): encoder 784-250 ReLU with linear heads for mu
+The setup is the preset keras-sigma-mse (minivae/run/presets.py): encoder 784-250 ReLU with linear heads for mu
 and sigma (30 each), decoder 30-320 ReLU-784 sigmoid, loss = sum of squared errors + KL, Adam, batch 250.
 Figures, in runs/demo-001_sigma_mse/ (or --out):
 
@@ -21,7 +21,8 @@ Figures, in runs/demo-001_sigma_mse/ (or --out):
 import _common
 import numpy as np
 
-from minivae import plots, seeds
+from minivae.figures import plots
+from minivae.run import seeds
 
 parser = _common.parser("001_sigma_mse", __doc__)
 args = _common.parse(parser)

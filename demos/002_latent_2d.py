@@ -6,7 +6,7 @@ decoded over a grid.
     python demos/002_latent_2d.py --dataset fashion-mnist --data-dir /path/to/fashion-mnist
     python demos/002_latent_2d.py --quick                  # seconds, on a tiny synthetic dataset
 
-The setup is the preset keras-2d-rmsprop (minivae/presets.py): encoder 784-256 ReLU with two heads of 2 (mu
+The setup is the preset keras-2d-rmsprop (minivae/run/presets.py): encoder 784-256 ReLU with two heads of 2 (mu
 and logvar), decoder 2-256 ReLU-784 sigmoid, binary cross-entropy summed over pixels + KL, RMSprop, batch
 100. Figures, in runs/demo-002_latent_2d/ (or --out):
 
@@ -20,7 +20,7 @@ import _common
 import numpy as np
 from scipy.stats import norm
 
-from minivae import plots, run_figures
+from minivae.figures import plots, run_figures
 
 parser = _common.parser("002_latent_2d", __doc__)
 args = _common.parse(parser)

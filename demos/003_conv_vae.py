@@ -6,7 +6,7 @@
     python demos/003_conv_vae.py --dataset fashion-mnist --data-dir /path/to/fashion-mnist
     python demos/003_conv_vae.py --quick                   # seconds, on a tiny synthetic dataset
 
-The setup is the preset keras-conv-2d (minivae/presets.py, minivae/convvae.py): four 3x3 convolutions (32, 64
+The setup is the preset keras-conv-2d (minivae/run/presets.py, minivae/models/convnet.py): four 3x3 convolutions (32, 64
 stride 2, 64, 64), dense 32, latent 2; the decoder mirrors it with a transposed convolution; binary
 cross-entropy on probabilities, Adam, batch 16. A convnet in NumPy is slow (each image costs ~100x what the
 MLPs of demos 000-002 cost), so by default this trains on a random subset of the training images and
@@ -20,7 +20,8 @@ evaluates on the first 2,000 test images; --full uses them all. Figures, in runs
 import _common
 import numpy as np
 
-from minivae import cli, plots, run_figures
+from minivae import cli
+from minivae.figures import plots, run_figures
 
 parser = _common.parser("003_conv_vae", __doc__)
 parser.add_argument("--train-size", type=cli.positive_int, help="training images used (default 10,000; --full: all)")

@@ -3,7 +3,7 @@
 Kept small on purpose, so that each demo still reads top to bottom on its own. The options:
 
     --dataset {mnist,fashion-mnist}   default mnist, like the tutorials
-    --data-dir DIR                    where the IDX files are (else the usual places, then a download; see data.py)
+    --data-dir DIR                    where the IDX files are (else the usual places, then a download: run/data.py)
     --out DIR                         default runs/demo-<name>
     --full                            the tutorial's full length
     --quick                           seconds, on data.tiny_dataset (synthetic strokes and blobs): no files needed
@@ -18,8 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from minivae import backend, cli, data, files, metrics, presets, run_figures, supervision, training
-from minivae.vae import count_params
+from minivae import cli
+from minivae.core import backend
+from minivae.figures import run_figures
+from minivae.models.vae import count_params
+from minivae.run import data, metrics, presets, start, training
+from minivae.run.kinds import kind_of
 
 QUICK_TRAIN, QUICK_TEST = 256, 128  # --quick: the size of the synthetic dataset
 
@@ -30,7 +34,8 @@ def parser(name, doc):
     p = argparse.ArgumentParser(description=doc.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n".join(doc.splitlines()[1:]))
     p.add_argument("--dataset", choices=data.DATASETS, default="mnist", help="default mnist")
-    p.add_argument("--data-dir", help="folder with the four IDX files (see minivae/data.py for where else it looks)")
+    p.add_argument("--data-dir", help="folder with the four IDX files (minivae/run/download.py says where else it "
+                                      "looks)")
     p.add_argument("--out", default=f"runs/demo-{name}", help=f"output folder (default runs/demo-{name})")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--full", action="store_true", help="train as long as the tutorial did")
@@ -69,7 +74,7 @@ def class_names(dataset):
 
 
 def fit(preset, dataset, args, epochs, out=None, **overrides):
-    """Train the preset's model on `dataset` with minivae's training loop (training.train), `epochs` epochs.
+    """Train the preset's model on `dataset` with minivae's training loop (run/training.py), `epochs` epochs.
 
     Prints one line per epoch; metrics.json and checkpoint.npz go to `out` (default args.out), so the run can
     be evaluated (python -m minivae.evaluate OUT) or continued (python -m minivae.train --resume OUT). Returns
@@ -77,23 +82,15 @@ def fit(preset, dataset, args, epochs, out=None, **overrides):
     ("samples") and the first 16 test images reconstructed ("reconstructions") after every epoch.
     """
     config = presets.config_for(preset, dataset=dataset.name, seed=args.seed, epochs=epochs, **overrides)
-    config = supervision.fill_labelled_weight(config, dataset)  # M2's labelled share (m2.py)
-    model = presets.build_model(config)
-    optimizer = presets.build_optimizer(config, model)
+    config, model, optimizer, state = start.begin(config, dataset, threads=args.threads)
     print(f"preset {preset}: {presets.SOURCES[preset]}")
-    if config["arch"] != "conv":  # (the convnet's description is a paragraph: see convvae.py)
+    if kind_of(config).mlp:  # (the convnet's description is a paragraph: see models/convnet.py)
         print(f"  {model}")
     print(f"  {count_params(model):,} parameters; {config['optimizer']} lr {config['lr']}, batch "
           f"{config['batch_size']}, {epochs} epoch{'s' * (epochs != 1)} of {len(dataset.x_train):,} {dataset.name} "
           f"images", flush=True)
     out = Path(out or args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise cli.UsageError(f"cannot write to the output folder {out} ({files.one_line(err)}); "
-                             f"choose another --out") from None
-    files.remove_stale(out, "*")  # what a demo killed mid-save (SIGKILL) left
-    state = training.RunState(data_folder=dataset.folder, dataset_fingerprint=training.fingerprint(dataset))
+    start.claim_folder(out)
     training.train(model, optimizer, dataset, config, state, out)
     seconds = sum(h["seconds"] for h in state.history)
     print(f"trained in {seconds:.0f} s ({seconds / epochs:.1f} s per epoch, test loss included)")
@@ -103,7 +100,7 @@ def fit(preset, dataset, args, epochs, out=None, **overrides):
 def final(model, dataset, config, k):
     """Print and return metrics.final_results: the test ELBO (at beta = 1), its terms, and the
     importance-weighted log-likelihood with k samples (0 skips it)."""
-    results = metrics.final_results(model, dataset.x_test, config["seed"], k, dataset.y_test)
+    results = metrics.final_results(model, kind_of(config), dataset.x_test, dataset.y_test, config["seed"], k)
     print(metrics.summary(results, len(dataset.x_test), config))
     return results
 

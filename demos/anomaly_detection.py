@@ -22,7 +22,8 @@ import _common
 import numpy as np
 from scipy.stats import rankdata
 
-from minivae import data, plots, seeds
+from minivae.figures import plots
+from minivae.run import data, seeds
 
 parser = _common.parser("anomaly_detection", __doc__)
 parser.add_argument("--holdout", type=int, default=8, choices=range(10), metavar="{0..9}",

@@ -4,7 +4,7 @@
     python demos/conditional.py --dataset fashion-mnist --data-dir /path/to/fashion-mnist --draw Sneaker
     python demos/conditional.py --quick                    # seconds, on a tiny synthetic dataset
 
-The setup is the preset cvae (minivae/cvae.py): the one-hot class is joined to the encoder's input, q(z|x,y),
+The setup is the preset cvae (minivae/models/vae.py): the one-hot class is joined to the encoder's input, q(z|x,y),
 and to the decoder's, p(x|z,y); 784+10 -> 500 -> 20 and 20+10 -> 500 -> 784, Bernoulli decoder, Adam, batch
 100. Told the class, the decoder leaves z to hold everything else: the style. Figures, in
 runs/demo-conditional/ (or --out):
@@ -19,7 +19,9 @@ runs/demo-conditional/ (or --out):
 import _common
 import numpy as np
 
-from minivae import backend, plots, plots_labels, seeds
+from minivae.core import backend
+from minivae.figures import class_rows, plots
+from minivae.run import seeds
 
 parser = _common.parser("conditional", __doc__)
 parser.add_argument("--draw", default="7", help="the class to draw, by number or name (default 7: Sneaker)")
@@ -50,7 +52,7 @@ paths = [plots.image_grid(decode(z, drawn), args.out / "draw.png", title=f"Ten s
 # Down a column only the class changes. If z had learned the class too, the columns would fight the labels;
 # instead each column keeps a look of its own (its width, its brightness, its slant) across all ten classes.
 rows = [decode(z, label) for label in range(10)]
-paths.append(plots_labels.image_rows(rows, names, args.out / "class_grid.png",
+paths.append(class_rows.image_rows(rows, names, args.out / "class_grid.png",
                                      title="One row per class; the same z down each column"))
 
 # %% Style transfer: encode a test image with its own class, decode it as every other class
@@ -58,7 +60,7 @@ first_of_each = [int(np.flatnonzero(dataset.y_test == c)[0]) for c in range(10)]
 x, y = dataset.x_test[first_of_each], dataset.y_test[first_of_each]
 style = model.encode(backend.to_device(x), y)[0]  # the mean of q(z|x, y): the image's style, without its class
 rows = [x] + [decode(backend.to_numpy(style), label) for label in range(10)]
-paths.append(plots_labels.image_rows(rows, ["test image"] + [f"as {name}" for name in names],
+paths.append(class_rows.image_rows(rows, ["test image"] + [f"as {name}" for name in names],
                                      args.out / "style_transfer.png",
                                      title="Each test image (top) encoded with its class, decoded as every class"))
 reconstructed = backend.to_numpy(model.reconstruct(backend.to_device(dataset.x_test[:10]), dataset.y_test[:10]))

@@ -8,7 +8,7 @@
 Most VAE tutorials train on grayscale pixels x in [0, 1] with the Bernoulli likelihood x log lam + (1-x)
 log(1-lam), and report its "log-likelihood". For x in [0, 1] that is not the log-density of anything: it
 integrates to 1/C(lam) < 1 over [0, 1]. The continuous Bernoulli (Loaiza-Ganem and Cunningham, 2019; recon
-'cb', minivae/continuous_bernoulli.py) multiplies it by C(lam) and is a true density. Two models, the same
+'cb', minivae/core/continuous_bernoulli.py) multiplies it by C(lam) and is a true density. Two models, the same
 784-400-20 VAE on the same grayscale images, trained the same number of epochs: recon 'bce' and recon 'cb'.
 
 On the same test images, three importance-weighted log-likelihoods (K samples, metrics.py):
@@ -26,9 +26,11 @@ The last two compare. Figure, in runs/demo-continuous_bernoulli/ (or --out):
 import _common
 import numpy as np
 
-from minivae import backend, losses, metrics, plots
-from minivae.continuous_bernoulli import mean as cb_mean
-from minivae.layers import sigmoid
+from minivae.core import backend, losses
+from minivae.core.continuous_bernoulli import mean as cb_mean
+from minivae.core.layers import sigmoid
+from minivae.figures import plots
+from minivae.run import metrics
 
 parser = _common.parser("continuous_bernoulli", __doc__)
 args = _common.parse(parser)

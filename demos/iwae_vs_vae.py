@@ -26,7 +26,9 @@ import _common
 import numpy as np
 from matplotlib.figure import Figure
 
-from minivae import backend, cli, metrics
+from minivae import cli
+from minivae.core import backend
+from minivae.run import metrics
 
 parser = _common.parser("iwae_vs_vae", __doc__)
 parser.add_argument("--k", type=cli.positive_int, default=5, help="samples of z per image in training (default 5)")
@@ -41,7 +43,7 @@ RUNS = [("VAE", "vae", args.k), ("IWAE", "iwae", args.k)]
 
 
 # %% Training and evaluation
-# minivae's training loop with --objective and --k (supervision.py): each step draws eps (K, B, L), and
+# minivae's training loop with --objective and --k (feeds.py): each step draws eps (K, B, L), and
 # iwae.step encodes the batch once and decodes all K*B samples of z together.
 def evaluate(model, config):
     """The test log-likelihood (every model sees the same importance draws) and each unit's A_u."""

@@ -5,7 +5,7 @@
     python demos/semi_supervised.py --labels 1000          # 100 of each class
     python demos/semi_supervised.py --quick                # seconds, on a tiny synthetic dataset
 
-The same labelled images (--labels, labels / 10 of each class, chosen by the seed: supervision.py) for all three:
+The same labelled images (--labels, labels / 10 of each class, chosen by the seed: feeds.py) for all three:
 
     (a) the classifier alone   M2's classifier network, 784-500-10, trained on the labelled images only
     (b) M1                     a VAE trained on every training image without its label (preset default), then
@@ -21,8 +21,10 @@ class_grid.png, M2's generative model drawing each class (one row per class, the
 import _common
 import numpy as np
 
-from minivae import backend, plots_labels, presets, run_figures, seeds, supervision
-from minivae.classifier import accuracy, fit, mlp_classifier
+from minivae.core import backend
+from minivae.figures import class_rows, run_figures
+from minivae.models.classifier import accuracy, fit, mlp_classifier
+from minivae.run import feeds, presets, seeds
 
 parser = _common.parser("semi_supervised", __doc__)
 parser.add_argument("--labels", type=int, default=100, help="labelled training images, a multiple of 10 (default 100)")
@@ -33,7 +35,7 @@ config = presets.config_for("m2", seed=args.seed, labels=args.labels, **sizes)
 m2_epochs = 30 if args.full else 2 if args.quick else config["epochs"]
 vae_epochs = 2 if args.quick else 10
 steps = 200 if args.quick else 2000  # for the classifiers trained on the labelled images alone
-labelled = supervision.choose_labelled(dataset.y_train, args.labels, 10, args.seed)
+labelled = feeds.choose_labelled(dataset.y_train, args.labels, 10, args.seed)
 x_labelled, y_labelled = dataset.x_train[labelled], dataset.y_train[labelled]
 print(f"{len(labelled)} labelled training images ({len(labelled) // 10} of each class), "
       f"{len(dataset.x_train) - len(labelled):,} unlabelled, {len(dataset.x_test):,} test images")
@@ -72,5 +74,5 @@ print(f"M2 - classifier alone: {100 * (accuracy_m2 - accuracy_alone):+.2f} point
 names = _common.class_names(dataset) or [str(c) for c in range(10)]
 z = backend.to_device(seeds.generator(args.seed, seeds.SAMPLES).standard_normal((10, m2.latent), dtype=np.float32))
 rows = [backend.to_numpy(m2.cvae.decode(z, np.full(10, c))) for c in range(10)]
-_common.wrote(plots_labels.image_rows(rows, names, args.out / "class_grid.png",
+_common.wrote(class_rows.image_rows(rows, names, args.out / "class_grid.png",
                                       title="M2's p(x|y,z): one row per class, the same z down each column"))

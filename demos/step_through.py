@@ -15,9 +15,11 @@ import sys
 
 import numpy as np
 
-from minivae import cli, data, layers
-from minivae.optim import Adam
-from minivae.vae import mlp_vae
+from minivae import cli
+from minivae.core import layers
+from minivae.core.optim import Adam
+from minivae.models.vae import mlp_vae
+from minivae.run import data
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--hidden", type=cli.positive_int, default=16)

@@ -20,8 +20,10 @@ pays nothing. Figures, in runs/demo-vae_vs_autoencoder/ (or --out), each as vae_
 import _common
 import numpy as np
 
-from minivae import data, layers, losses, plots, run_figures, seeds
-from minivae.optim import OPTIMIZERS
+from minivae.core import layers, losses
+from minivae.core.optim_fast import OPTIMIZERS
+from minivae.figures import plots, run_figures
+from minivae.run import data, seeds
 
 parser = _common.parser("vae_vs_autoencoder", __doc__)
 args = _common.parse(parser)

@@ -3,17 +3,21 @@ one-line errors.
 
 A user's mistake (a bad option, missing data, a damaged checkpoint, no GPU, sizes that do not fit in memory, a
 folder that cannot be written) must end a command with one line `error: ...` on stderr and exit code 2, never
-a traceback. `explain(err)` says which exceptions those are and in what words; `run(command, args)` applies it
-to a command's main(), and `report_errors_in_one_line()` to a script's uncaught exceptions (the demos). Any
-other exception is a bug in minivae and keeps its traceback.
+a traceback. The library raises plain errors that say what is wrong in its own terms (a config key, a folder);
+`explain(err)` turns those into the command's terms (the option to change); `run(command, args)` applies it to a
+command's main(), and `report_errors_in_one_line()` to a script's uncaught exceptions (the demos). Any other
+exception is a bug in minivae and keeps its traceback.
 """
 
 import argparse
 import math
 import sys
 
-from minivae import backend, checkpoint, data
-from minivae.files import one_line
+from minivae.core import backend
+from minivae.run import checkpoint, data
+from minivae.run.files import one_line
+from minivae.run.memory import DoesNotFit, is_allocation_failure
+from minivae.run.start import ConfigError, FolderError
 
 
 class UsageError(Exception):
@@ -69,35 +73,38 @@ def add_threads_option(parser):
 
 def limit_threads(n):
     """Use at most n threads from now on, for BLAS (NumPy's matrix products) and for the optimizer's
-    elementwise passes (threads.py)."""
-    from minivae import threads
+    elementwise passes (core/threads.py)."""
+    from minivae.core import threads
 
     threads.limit_threads(n)
 
 
+def option(key):
+    """The command-line option that sets a config key: 'batch_size' -> '--batch-size'."""
+    return "--" + key.replace("_", "-")
+
+
 def user_errors():
     """The exceptions that mean 'the user must fix something', each with a one-line message."""
-    return (UsageError, data.DataError, checkpoint.CheckpointError, backend.BackendError)
-
-
-# How NumPy says that an array cannot even be allocated, besides MemoryError: sizes past what it can index.
-TOO_BIG = ("array is too big", "Maximum allowed dimension exceeded", "Maximum allowed size exceeded")
-
-
-def too_big(err):
-    """True if `err` is a failure to allocate an array: MemoryError, or NumPy's ValueError for absurd sizes."""
-    return isinstance(err, MemoryError) or (isinstance(err, ValueError) and any(s in str(err) for s in TOO_BIG))
+    return (UsageError, data.DataError, checkpoint.CheckpointError, backend.BackendError, DoesNotFit, ConfigError)
 
 
 def explain(err):
     """The one-line message for an exception the user can act on, or None for any other (a bug in minivae).
 
-    A user error (UsageError, DataError, CheckpointError, BackendError) and an OSError (a folder that cannot be
-    written, a full disk) carry their own message; an allocation failure gets a generic one (the commands catch
-    it earlier where they can say which option to change)."""
+    The library's errors say what is wrong; here they also say which option to change: sizes that do not fit
+    (DoesNotFit), a config that cannot train on the data (ConfigError), an output folder that cannot be written
+    (FolderError). A user error and an OSError (a full disk) carry their own message; an allocation failure
+    gets a generic one (the commands catch it earlier where they can say which option to change)."""
+    if isinstance(err, DoesNotFit):
+        return f"{one_line(err)}; choose a smaller {' or '.join(map(option, err.keys))}"
+    if isinstance(err, ConfigError):
+        return f"{option(err.key)} {err.value}: {err.reason}"
+    if isinstance(err, FolderError):
+        return f"{one_line(err)}; choose another --out"
     if isinstance(err, user_errors() + (OSError,)):
         return one_line(err)
-    if too_big(err):
+    if is_allocation_failure(err):
         return "out of memory; try a smaller --batch-size or model"
     return None
 

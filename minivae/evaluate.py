@@ -4,14 +4,16 @@
     python -m minivae.evaluate runs/<run> --eval-samples 1000       # a tighter log-likelihood bound
 
 It needs only the dataset's two test files, found where the run found its data (recorded in the checkpoint)
-unless --data-dir says otherwise. metrics.py says what the two numbers mean.
+unless --data-dir says otherwise. run/metrics.py says what the two numbers mean.
 """
 
 import argparse
 import sys
-from pathlib import Path
 
-from minivae import backend, checkpoint, cli, data, metrics, presets
+from minivae import cli
+from minivae.core import backend
+from minivae.run import checkpoint, data, metrics, presets, start
+from minivae.run.kinds import kind_of
 
 
 def evaluate_checkpoint(path, data_dir=None, eval_samples=None):
@@ -21,22 +23,15 @@ def evaluate_checkpoint(path, data_dir=None, eval_samples=None):
     config = presets.complete(ckpt.config)  # a checkpoint from before a config key existed: its default
     model = presets.build_model(config)
     checkpoint.restore(model, None, ckpt)
-    dataset = data.load(config["dataset"], data_dir or recorded_data_folder(ckpt), binarize=config["binarize"],
+    dataset = data.load(config["dataset"], data_dir or start.recorded_data_folder(ckpt), binarize=config["binarize"],
                         seed=config["seed"], test_only=True)
     where = f"epoch {ckpt.epoch}" + (f", step {ckpt.step} of epoch {ckpt.epoch + 1}" if ckpt.step else "")
     print(f"{ckpt.path}: {config['preset']} preset, latent {config['latent']}, trained on {config['dataset']} "
           f"to the end of {where}")
-    final = metrics.final_results(model, dataset.x_test, config["seed"], metrics.eval_samples_for(config, eval_samples),
-                                  dataset.y_test)
+    final = metrics.final_results(model, kind_of(config), dataset.x_test, dataset.y_test, config["seed"],
+                                  metrics.eval_samples_for(config, eval_samples))
     print(metrics.summary(final, len(dataset.x_test), config))
     return final
-
-
-def recorded_data_folder(ckpt):
-    """The folder the run read its data from, if the checkpoint says and it is still there; else None (then
-    the usual places are searched, see download.py)."""
-    folder = ckpt.extra.get("data_folder")
-    return folder if folder and Path(folder).is_dir() else None
 
 
 def build_parser():
@@ -44,7 +39,7 @@ def build_parser():
                                      description="Test ELBO and importance-weighted log-likelihood of a checkpoint.")
     parser.add_argument("checkpoint", help="a checkpoint.npz, or the run folder that holds one")
     parser.add_argument("--data-dir", help="folder with the dataset's test files (default: where the run found "
-                                           "its data, else the usual places; see minivae/download.py)")
+                                           "its data, else the usual places; see minivae/run/download.py)")
     parser.add_argument("--eval-samples", type=cli.non_negative_int, metavar="K",
                         help="importance samples per image for the log-likelihood; 0 skips it "
                              "(default 100, 10 for the convnet)")

@@ -12,7 +12,8 @@ import shlex
 import signal
 import sys
 
-from minivae import checkpoint, cli, files, training
+from minivae import cli
+from minivae.run import checkpoint, files, training
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 

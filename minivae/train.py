@@ -2,23 +2,22 @@
 
     python -m minivae.train                                   # the default: 784-400-20 MLP, 10 epochs of MNIST
     python -m minivae.train --dataset fashion-mnist --latent 2 --epochs 20
-    python -m minivae.train --preset keras-2d-rmsprop         # one of the tutorials' setups (see presets.py)
+    python -m minivae.train --preset keras-2d-rmsprop         # one of the tutorials' setups (run/presets.py)
     python -m minivae.train --resume runs/<run>/checkpoint.npz --epochs 30    # go on with a run
 
 What a run does:
-  1. config = the preset, then the options given (presets.config_for); data.load finds (or downloads) the data.
-  2. training.train runs the epochs; after each, checkpoint.npz and metrics.json in the output folder.
-  3. At the end: the test ELBO, the importance-weighted log-likelihood (metrics.py) and the figures
-     (run_figures.py).
+  1. config = the preset, then the options given (run/presets.py); run/data.py finds (or downloads) the data;
+     run/start.py builds the model (or restores it from --resume) and claims the output folder.
+  2. run/training.py runs the epochs; after each, checkpoint.npz and metrics.json in the output folder.
+  3. At the end: the test ELBO, the importance-weighted log-likelihood (run/metrics.py) and the figures
+     (figures/run_figures.py).
 
-Faults (faults.py). Ctrl-C, SIGTERM and SIGHUP (a scheduler's stop, a closed terminal) all save a checkpoint
-at the current step and print the command that resumes it (exit 130); a second one stops at once, and still says which
-checkpoint is on disk. A loss that turns NaN or infinite stops the run (exit 1) and leaves the last good
-checkpoint alone. A problem with the data, a checkpoint, the device, the output folder, the memory, the disk
-or the options is one line `error: ...` on stderr (exit 2), found before training starts wherever it can be;
-one found later says which checkpoint is kept and how to go on. A run that fails before saving anything leaves
-no empty folder behind. Only SIGKILL or a power cut can stop a run without a
-word; the last completed checkpoint is then intact (files.py).
+Faults (faults.py; docs/faults.md has them all). Ctrl-C, SIGTERM and SIGHUP (a scheduler's stop, a closed
+terminal) all save a checkpoint at the current step and print the command that resumes it (exit 130). A loss
+that turns NaN or infinite stops the run (exit 1) and leaves the last good checkpoint alone. A problem with the
+data, a checkpoint, the device, the output folder, the memory, the disk or the options is one line `error: ...`
+on stderr (exit 2), found before training starts wherever it can be; one found later says which checkpoint is
+kept and how to go on.
 """
 
 import argparse
@@ -26,14 +25,19 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from minivae import backend, checkpoint, cli, data, faults, files, metrics, presets, run_figures, supervision, training
+from minivae import cli, faults
 from minivae.cli import UsageError
-from minivae.gaussian import POSTERIORS
-from minivae.iwae import OBJECTIVES
-from minivae.layers import ACTIVATIONS
-from minivae.losses import RECONSTRUCTIONS
-from minivae.optim import OPTIMIZERS
-from minivae.vae import count_params
+from minivae.core import backend
+from minivae.core.gaussian import POSTERIORS
+from minivae.core.layers import ACTIVATIONS
+from minivae.core.losses import RECONSTRUCTIONS
+from minivae.core.optim import OPTIMIZERS
+from minivae.figures import run_figures
+from minivae.models.iwae import OBJECTIVES
+from minivae.models.vae import count_params
+from minivae.run import checkpoint, data, metrics, presets, start, training
+from minivae.run.kinds import kind_of
+from minivae.run.memory import is_allocation_failure
 
 # Options that are part of the config (None when not given, so that the preset's value wins).
 CONFIG_OPTIONS = ("dataset", "hidden", "latent", "activation", "optimizer", "lr", "batch_size", "beta",
@@ -69,7 +73,7 @@ def build_parser():
                    help=f"what the encoder's second head outputs (default {default['posterior']})")
     p.add_argument("--objective", choices=OBJECTIVES,
                    help="vae: the ELBO (averaged over --k samples of z); iwae: the importance-weighted bound with "
-                        f"--k samples (iwae.py; default {default['objective']})")
+                        f"--k samples (models/iwae.py; default {default['objective']})")
     p.add_argument("--k", type=cli.positive_int, metavar="K",
                    help=f"samples of z per image in each training step (default {default['k']})")
     p.add_argument("--seed", type=cli.non_negative_int, help=f"default {default['seed']}")
@@ -93,17 +97,17 @@ def run_config(args, ckpt):
     given = {name: getattr(args, name) for name in CONFIG_OPTIONS if getattr(args, name) is not None}
     if ckpt is None:
         config = presets.config_for(args.preset or "default", **given)
-        unused = [name for name in MLP_ONLY if name in given and config["arch"] == "conv"]
+        kind = kind_of(config)
+        unused = [name for name in MLP_ONLY if name in given and not kind.mlp]
         if unused:
-            raise UsageError(f"--{unused[0]} is for MLP models; the {config['preset']} preset builds a convnet "
-                             f"(its layers are fixed: see minivae/convvae.py)")
-        labelled = supervision.ARCHITECTURES[config["arch"]] != "unsupervised"
-        if labelled and (config["objective"], config["k"]) != ("vae", 1):
+            raise UsageError(f"--{unused[0]} is for MLP models; the {config['preset']} preset builds "
+                             f"{kind.description} (its layers are fixed: see minivae/models/convnet.py)")
+        if kind.conditioned and (config["objective"], config["k"]) != ("vae", 1):
             raise UsageError(f"--objective and --k are for the VAE; the {config['preset']} preset trains on the ELBO "
                              f"with one sample of z")
-        if "labels" in given and supervision.ARCHITECTURES[config["arch"]] != "semi-supervised":
+        if "labels" in given and not kind.semi_supervised:
             raise UsageError(f"--labels is for the semi-supervised m2 preset; the {config['preset']} preset takes "
-                             f"{'every label' if config['arch'] == 'cvae' else 'no labels'}")
+                             f"{'every label' if kind.conditioned else 'no labels'}")
         try:
             presets.check_objective(config)
         except ValueError as err:
@@ -121,11 +125,8 @@ def run_config(args, ckpt):
 
 
 def output_folder(args, config, ckpt):
-    """The folder the run writes into, created and checked writable now, before any training.
-
-    --out; else the checkpoint's folder when resuming; else a new runs/<time>-<preset>-<dataset>. Returns
-    (folder, created): created is True when this run made the folder (so a failure can remove it again).
-    """
+    """The folder the run writes into: --out; else the checkpoint's folder when resuming; else a new
+    runs/<time>-<preset>-<dataset>. A folder holding another run is refused (unless resuming there)."""
     if args.out is not None:
         out = Path(args.out)
         resuming_here = ckpt is not None and out.resolve() == ckpt.path.parent.resolve()
@@ -134,23 +135,8 @@ def output_folder(args, config, ckpt):
             held = out / checkpoint.FILENAME
             hint = f"continue it with --resume {held}" if held.exists() else "it cannot be resumed (no checkpoint)"
             raise UsageError(f"{out} already holds a run ({', '.join(taken)}); {hint}, or choose another --out")
-    elif ckpt is not None:
-        out = ckpt.path.parent
-    else:
-        out = new_run_folder(config)
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with files.atomic_file(out / ".write-test"):
-            pass
-        (out / ".write-test").unlink()
-    except OSError as err:
-        if created:
-            _remove_if_empty(out)
-        raise UsageError(f"cannot write to the output folder {out} ({files.one_line(err)}); "
-                         f"choose another --out") from None
-    files.remove_stale(out, "*")  # what a run killed mid-save (SIGKILL) left: of checkpoint, metrics, figures
-    return out, created
+        return out
+    return ckpt.path.parent if ckpt is not None else new_run_folder(config)
 
 
 def new_run_folder(config):
@@ -163,52 +149,7 @@ def new_run_folder(config):
     raise UsageError(f"{base}: too many runs started in the same second; pass --out")
 
 
-def _remove_if_empty(folder):
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
-
-
 # ---------------------------------------------------------------- the command
-
-
-def load_data(config, args, ckpt):
-    """The dataset: --data-dir if given, else where the checkpoint's run found it, else the usual places."""
-    data_dir = args.data_dir
-    if data_dir is None and ckpt is not None:
-        folder = ckpt.extra.get("data_folder")
-        data_dir = folder if folder and Path(folder).is_dir() else None
-    return data.load(config["dataset"], data_dir, binarize=config["binarize"], seed=config["seed"],
-                     validation=config["validation"])
-
-
-def check_labels(config, dataset):
-    """--labels N (m2): a multiple of the classes, and fewer than the training images, so that some stay
-    unlabelled; each class must have N / classes images to label."""
-    if supervision.ARCHITECTURES[config["arch"]] != "semi-supervised":
-        return
-    count, classes, n_train = config["labels"], config["classes"], len(dataset.x_train)
-    if count >= n_train:
-        raise UsageError(f"--labels {count} is not fewer than the {n_train:,} training images; M2 learns from "
-                         f"labelled and unlabelled images, so some must stay unlabelled")
-    if count % classes:
-        raise UsageError(f"--labels {count} is not a multiple of the {classes} classes (each class keeps the same "
-                         f"number of labels)")
-    try:
-        supervision.choose_labelled(dataset.y_train, count, classes, config["seed"])
-    except ValueError as err:
-        raise UsageError(f"--labels {count}: {err}") from None
-
-
-def check_same_data(ckpt, dataset):
-    """A checkpoint must be resumed on the data it was trained on: refuse another dataset in one line."""
-    saved = ckpt.extra.get("dataset")
-    now = training.fingerprint(dataset)
-    if saved is not None and saved != now:
-        differs = next(key for key in now if saved.get(key) != now[key])
-        raise UsageError(f"{ckpt.path} was trained on other data ({differs}: {saved.get(differs)} then, "
-                         f"{now[differs]} now); resume it on the same files, or start a new run")
 
 
 def train_command(args):
@@ -225,35 +166,26 @@ def train_command(args):
                                                     threads=args.threads))
     ckpt = checkpoint.load(args.resume, presets.config_problem) if args.resume else None
     config = run_config(args, ckpt)
-    dataset = load_data(config, args, ckpt)
-    if len(dataset.x_train) == 0:
-        raise UsageError("no training images are left; use a smaller --validation")
-    check_labels(config, dataset)
-    config = supervision.fill_labelled_weight(config, dataset)  # M2's labelled share, from the training set
-    model = presets.build_model(config)
-    optimizer = presets.build_optimizer(config, model)
-    state = training.RunState()
-    if ckpt is not None:
-        check_same_data(ckpt, dataset)
-        checkpoint.restore(model, optimizer, ckpt)
-        state = training.RunState.from_checkpoint(ckpt)
-    state.data_folder, state.dataset_fingerprint = dataset.folder, training.fingerprint(dataset)
-    state.threads = args.threads
-    out, created = output_folder(args, config, ckpt)
+    data_dir = args.data_dir or (start.recorded_data_folder(ckpt) if ckpt else None)
+    dataset = data.load(config["dataset"], data_dir, binarize=config["binarize"], seed=config["seed"],
+                        validation=config["validation"])
+    config, model, optimizer, state = start.begin(config, dataset, ckpt, threads=args.threads)
+    out = output_folder(args, config, ckpt)
+    created = start.claim_folder(out)
     try:
         return train_in(out, model, optimizer, dataset, config, state, ckpt, args)
     finally:
-        if created and not any(out.iterdir()):  # a run that saved nothing leaves no empty folder
-            _remove_if_empty(out)
+        if created:  # a run that saved nothing leaves no empty folder
+            start.remove_if_empty(out)
 
 
 def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
     """Train, evaluate and draw, writing into the folder `out`. Returns the exit code."""
-    epochs = config["epochs"]
-    start = f"resuming {ckpt.path} at {state.saved}" if ckpt else "training"
-    hidden = "conv" if config["arch"] == "conv" else config["hidden"]
-    labels = f", {config['labels']} labelled" if "labels" in config else ""
-    print(f"{start}: {config['preset']} preset, hidden {hidden}, latent {config['latent']}, "
+    epochs, kind = config["epochs"], kind_of(config)
+    begun = f"resuming {ckpt.path} at {state.saved}" if ckpt else "training"
+    hidden = config["hidden"] if kind.mlp else config["arch"]
+    labels = f", {config['labels']} labelled" if kind.semi_supervised else ""
+    print(f"{begun}: {config['preset']} preset, hidden {hidden}, latent {config['latent']}, "
           f"{count_params(model):,} parameters, {config['optimizer']} lr {config['lr']}, batch {config['batch_size']},"
           f" {epochs} epoch{'s' * (epochs != 1)}, {config['dataset']} ({len(dataset.x_train):,} train{labels} / "
           f"{len(dataset.x_test):,} test), {backend.name} ({args.threads} thread{'s' * (args.threads != 1)}); "
@@ -274,7 +206,7 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
     except training.SaveFailed as err:  # a full disk, say
         return faults.fault(f"{err}; free some space; {faults.kept(out, state, config, args)}")
     except (MemoryError, ValueError) as err:  # a batch too big for the memory left (NumPy's ValueError for sizes)
-        if not cli.too_big(err):
+        if not is_allocation_failure(err):
             raise
         return faults.out_of_memory(err, out, state, config, args)
     finally:
@@ -282,12 +214,13 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
 
     put_back_signals = faults.stop_on_signals(None)  # nothing is left to save: a stop ends at once
     try:
-        final = metrics.final_results(model, dataset.x_test, config["seed"],
-                                      metrics.eval_samples_for(config, args.eval_samples), dataset.y_test)
+        final = metrics.final_results(model, kind, dataset.x_test, dataset.y_test, config["seed"],
+                                      metrics.eval_samples_for(config, args.eval_samples))
         training.write_metrics(out, config, state.history, final)
         print(metrics.summary(final, len(dataset.x_test), config))
         if not args.no_plots:
-            figures = run_figures.write_figures(model, dataset, state.history, state.frames, out, config["seed"])
+            figures = run_figures.write_figures(model, kind, dataset, state.history, state.frames, out,
+                                                config["seed"])
             print(f"wrote {len(figures)} figures, {training.METRICS} and {checkpoint.FILENAME} to {out}")
     except KeyboardInterrupt:
         print(f"interrupted after training; {faults.model_is_saved(out)}", file=sys.stderr)

@@ -272,7 +272,7 @@ random = types.SimpleNamespace(default_rng=Generator, Generator=Generator)
 
 
 if __name__ == "__main__":  # python tests/fake_cupy.py MODULE [ARGS...]: run a minivae command on this fake CuPy
-    from minivae import backend
+    from minivae.core import backend
 
     fake = sys.modules[__name__]  # taken now: run_module puts the command in __main__'s place
     backend.import_cupy = lambda: fake

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from minivae import backend
+from minivae.core import backend
 
 
 @pytest.mark.numpy_only  # under --backend fake-cupy every test starts on the fake
@@ -35,15 +35,16 @@ def test_asking_for_cupy_without_it_is_a_one_line_error_naming_the_extras_to_ins
 
 
 def test_environment_variable_selects_the_backend_at_import():
-    code = "from minivae import backend; print(backend.name)"
+    code = "from minivae.core import backend; print(backend.name)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"MINIVAE_BACKEND": "numpy", "PATH": ""}, check=True)
     assert out.stdout.strip() == "numpy"
 
 
 def test_an_unusable_backend_in_the_environment_fails_at_first_use_not_at_import():
-    code = ("import minivae.vae\n"
-            "try:\n    minivae.vae.mlp_vae()\nexcept minivae.backend.BackendError as err:\n    print('error:', err)")
+    code = ("import minivae.models.vae\n"
+            "try:\n    minivae.models.vae.mlp_vae()\nexcept minivae.core.backend.BackendError as err:\n"
+            "    print('error:', err)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"MINIVAE_BACKEND": "no-such-backend", "PATH": ""}, check=True)
     assert out.stdout.startswith("error: MINIVAE_BACKEND=no-such-backend: unknown backend")

@@ -7,19 +7,21 @@ import sys
 import numpy as np
 import pytest
 
-from minivae import bench, data, presets
-from minivae.bench_torch import torch_twin
+from minivae.bench import __main__ as bench_command
+from minivae.bench import timing
+from minivae.bench.torch_twin import torch_twin
+from minivae.run import data, presets
 
 SMALL = ["--repeats", "1", "--inner", "1", "--epoch-repeats", "1"]
 
 
 @pytest.fixture(autouse=True)
 def small_epoch(monkeypatch):
-    monkeypatch.setattr(bench, "EPOCH", 64)  # an epoch of 64 images keeps the epoch timing quick
+    monkeypatch.setattr(timing, "EPOCH", 64)  # an epoch of 64 images keeps the epoch timing quick
 
 
 def test_mlp_bench_prints_throughput_parts_floor_ratio_and_epoch(capsys):
-    bench.main(["--batch-size", "16", "--hidden", "32", "--latent", "4", "--threads", "1", *SMALL])
+    bench_command.main(["--batch-size", "16", "--hidden", "32", "--latent", "4", "--threads", "1", *SMALL])
     out = capsys.readouterr().out
     assert re.search(r"MLP VAE 784-32-4 \([\d,]+ parameters\), batch 16, .*threads: BLAS 1, elementwise 1", out)
     assert re.search(r"train step: +[\d.]+ ms +[\d.]+ steps/s +\d+ samples/s", out)
@@ -34,12 +36,12 @@ def test_epochs_run_on_fashion_mnist_images_from_data_dir(capsys, tmp_path):
     rng = np.random.default_rng(0)
     for name, shape in zip(data.FILES, [(64, 28, 28), (64,), (8, 28, 28), (8,)]):
         data.write_idx(tmp_path / name, rng.integers(0, 256 if len(shape) == 3 else 10, shape, dtype=np.uint8))
-    bench.main(["--data-dir", str(tmp_path), "--batch-size", "16", "--hidden", "32", "--latent", "4", *SMALL])
+    bench_command.main(["--data-dir", str(tmp_path), "--batch-size", "16", "--hidden", "32", "--latent", "4", *SMALL])
     assert f"epoch of 64 Fashion-MNIST from {tmp_path} (4 steps)" in capsys.readouterr().out
 
 
 def test_conv_bench_times_the_keras_conv_preset(capsys):
-    bench.main(["--model", "conv", "--batch-size", "4", "--epoch-steps", "1", *SMALL])
+    bench_command.main(["--model", "conv", "--batch-size", "4", "--epoch-steps", "1", *SMALL])
     out = capsys.readouterr().out
     assert "conv VAE of tutorial 003 (550,629 parameters), batch 4" in out
     assert re.search(r"^step/floor ratio: \d+\.\d\d$", out, re.MULTILINE)
@@ -47,9 +49,10 @@ def test_conv_bench_times_the_keras_conv_preset(capsys):
 
 
 def test_layers_prints_each_layers_forward_and_backward_and_leaves_the_layers_as_they_were(capsys):
-    bench.main(["--model", "conv", "--batch-size", "2", "--epoch-steps", "1", "--layers", *SMALL])
+    bench_command.main(["--model", "conv", "--batch-size", "2", "--epoch-steps", "1", "--layers", *SMALL])
     out = capsys.readouterr().out
-    rows = re.findall(r"^  (Conv2D|ConvTranspose2D|Dense|ReLU)\(.* +([\d.]+) ms +([\d.]+) ms$", out, re.MULTILINE)
+    rows = re.findall(r"^  (FastConv2D|FastConvTranspose2D|Dense|ThreadedReLU)\(.* +([\d.]+) ms +([\d.]+) ms$", out,
+                      re.MULTILINE)
     assert len(rows) == 5 + 1 + 4 + 7  # Conv2D, ConvTranspose2D, Dense (the two heads among them), ReLU
     assert re.search(r"^  the layers: [\d.]+ ms; the rest of the step \(sampler, KL, loss\): -?[\d.]+ ms", out,
                      re.MULTILINE)
@@ -57,10 +60,11 @@ def test_layers_prints_each_layers_forward_and_backward_and_leaves_the_layers_as
 
 def test_layers_against_torch_prints_pytorchs_time_beside_each_layer(capsys):
     pytest.importorskip("torch")
-    bench.main(["--model", "conv", "--batch-size", "2", "--epoch-steps", "1", "--layers", "--against", "torch",
+    bench_command.main(["--model", "conv", "--batch-size", "2", "--epoch-steps", "1", "--layers", "--against", "torch",
                 *SMALL])
     out = capsys.readouterr().out
-    rows = re.findall(r"^  (Conv2D|ConvTranspose2D|Dense|ReLU)\(.*\)( +[\d.]+ ms){4}$", out, re.MULTILINE)
+    rows = re.findall(r"^  (FastConv2D|FastConvTranspose2D|Dense|ThreadedReLU)\(.*\)( +[\d.]+ ms){4}$", out,
+                      re.MULTILINE)
     assert len(rows) == 5 + 1 + 4 + 7
     assert re.search(r"^  PyTorch's layers, each run alone: [\d.]+ ms$", out, re.MULTILINE)
 
@@ -73,7 +77,7 @@ def test_the_torch_twin_has_one_module_per_layer_fed_what_the_layer_gets():
     model.step(x, eps=eps)
     twin = torch_twin(model)
     inputs = twin.layer_inputs(torch.from_numpy(x), torch.from_numpy(eps))
-    layers = [layer for layer, _ in bench.layers_in_order(model)]
+    layers = [layer for layer, _ in timing.layers_in_order(model)]
     assert len(twin.layers) == len(inputs) == len(layers)
     n_encoder = len(model.encoder.layers)
     z = model.encode(x)[0]  # eps = 0: z = mu
@@ -87,7 +91,7 @@ def test_the_torch_twin_has_one_module_per_layer_fed_what_the_layer_gets():
 def test_layer_times_unwraps_every_layer():
     model = presets.build_model(presets.config_for("default", hidden=[8], latent=2))
     x, eps = np.zeros((2, 784), np.float32), np.zeros((2, 2), np.float32)
-    rows, step_s = bench.layer_times(model, x, eps, repeats=2)
+    rows, step_s = timing.layer_times(model, x, eps, repeats=2)
     assert [layer for layer, _, _ in rows] == [*model.encoder.layers, model.mu_head, model.scale_head,
                                                 *model.decoder.layers]
     assert step_s > 0 and all(forward_s > 0 for _, forward_s, _ in rows)
@@ -96,7 +100,7 @@ def test_layer_times_unwraps_every_layer():
 
 def test_against_torch_prints_step_and_epoch_ratios(capsys):
     pytest.importorskip("torch")
-    bench.main(["--against", "torch", "--batch-size", "16", "--hidden", "32", "--latent", "4", *SMALL])
+    bench_command.main(["--against", "torch", "--batch-size", "16", "--hidden", "32", "--latent", "4", *SMALL])
     out = capsys.readouterr().out
     assert re.search(r"torch step: +[\d.]+ ms .*torch.optim.Adam defaults: foreach=\w+, fused=\w+", out)
     assert re.search(r"^minivae/torch step ratio: \d+\.\d\d$", out, re.MULTILINE)
@@ -105,7 +109,7 @@ def test_against_torch_prints_step_and_epoch_ratios(capsys):
 
 def test_against_torch_without_torch_says_so_and_times_minivae_alone(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
-    bench.main(["--against", "torch", "--batch-size", "16", "--hidden", "32", "--latent", "4", *SMALL])
+    bench_command.main(["--against", "torch", "--batch-size", "16", "--hidden", "32", "--latent", "4", *SMALL])
     out = capsys.readouterr().out
     assert "PyTorch is not installed" in out and "step/floor ratio" in out and "torch step" not in out
 
@@ -113,9 +117,9 @@ def test_against_torch_without_torch_says_so_and_times_minivae_alone(capsys, mon
 @pytest.mark.parametrize("option", ["--repeats", "--inner", "--threads", "--batch-size", "--epoch-steps"])
 def test_zero_is_refused_with_a_one_line_error(option, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        bench.main([option, "0"])
+        bench_command.main([option, "0"])
     assert exit_info.value.code == 2
-    assert f"argument {option}: must be at least 1, got 0" in capsys.readouterr().err
+    assert f"argument {option}: must be more than 0, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("preset", ["default", "keras-conv-2d"])
@@ -143,7 +147,7 @@ def test_the_floor_runs_every_matrix_product_of_a_step_once(preset, n_products, 
     config = presets.config_for(preset)
     model = presets.build_model(config, rng=np.random.default_rng(0))
     x, eps = np.full((2, 784), 0.5, np.float32), np.zeros((2, config["latent"]), np.float32)
-    floor = bench.matmul_floor(model, x, eps)
+    floor = timing.matmul_floor(model, x, eps)
     shapes, matmul = [], np.matmul
 
     def counting(a, b, **kwargs):

@@ -5,9 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from minivae import backend, checkpoint, presets
-from minivae.checkpoint import CheckpointError
-from minivae.optim import SGD, Adam
+from minivae.core import backend
+from minivae.core.optim import SGD, Adam
+from minivae.run import checkpoint, presets
+from minivae.run.checkpoint import CheckpointError
 
 CONFIG = presets.config_for("default", hidden=[16], latent=3)
 on_device, on_host = backend.to_device, backend.to_numpy

@@ -7,10 +7,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import integrate
 
-from minivae import backend, gradcheck_table, losses
-from minivae import continuous_bernoulli as cb
-from minivae.gradcheck import check_function
-from minivae.vae import mlp_vae
+from minivae.checks import table as gradcheck_table
+from minivae.checks.finite_differences import check_function
+from minivae.core import backend, losses
+from minivae.core import continuous_bernoulli as cb
+from minivae.models.vae import mlp_vae
 
 TOL = 1e-6
 on_device, on_host = backend.to_device, backend.to_numpy

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from minivae import backend
-from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
-from minivae.conv_reference import conv2d_reference, conv_transpose2d_reference
-from minivae.gradcheck import TOLERANCE, check_layer
+from minivae.checks.finite_differences import TOLERANCE, check_layer
+from minivae.core import backend
+from minivae.core.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
+from minivae.core.conv_reference import conv2d_reference, conv_transpose2d_reference
 
 on_device, on_host = backend.to_device, backend.to_numpy
 

@@ -1,7 +1,6 @@
-"""Tests of convvae.conv_vae, the convolutional VAE of tutorial 003: its shapes and parameters, the gradient of its
-whole loss against finite differences (on a small copy of the architecture), tutorial 003's KL weighting as
-beta = 0.392, a short training run, the two ways Conv2D can compute its input gradient, and a step on two
-threads.
+"""Tests of models.convnet.conv_vae, the convolutional VAE of tutorial 003: its shapes and parameters, the gradient
+of its whole loss against finite differences (on a small copy of the architecture), the same model built of the
+plain layers, tutorial 003's KL weighting as beta = 0.392, and a short training run.
 
 Everything runs on the backend in use (`pytest --backend fake-cupy` runs it all on the CuPy stand-in): inputs go
 to the device with `on_device`, results come back with `on_host` to be compared; tutorial 003's loss, written
@@ -11,18 +10,18 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from minivae import backend, threads
-from minivae.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
-from minivae.convvae import conv_vae
-from minivae.data import tiny_dataset
-from minivae.gradcheck import TOLERANCE, check_layer, check_model
-from minivae.layers import Dense, ReLU, Sigmoid
-from minivae.losses import PROB_CLIP
-from minivae.optim import Adam
-from minivae.presets import build_model, config_for
+from minivae.checks.finite_differences import TOLERANCE, check_model
+from minivae.core import backend
+from minivae.core.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
+from minivae.core.conv_fast import FastConv2D, FastConvTranspose2D
+from minivae.core.layers import Dense, ReLU, Sigmoid
+from minivae.core.layers_fast import ThreadedReLU
+from minivae.core.losses import PROB_CLIP
+from minivae.core.optim import Adam
+from minivae.models.convnet import conv_vae
+from minivae.run.data import tiny_dataset
+from minivae.run.presets import build_model, config_for
 
 on_device, on_host = backend.to_device, backend.to_numpy
 
@@ -39,6 +38,15 @@ def small_model(dtype="float64", seed=0, **kwargs):
         if name.endswith(".b"):
             param[...] = on_device(rng.uniform(-0.5, 0.5, size=param.shape))
     return model
+
+
+def elbo_errors(model, x, eps):
+    """Every parameter's relative error: model.step against finite differences of its loss, noise fixed."""
+    def loss():
+        recon, kl = model.per_example_losses(x, eps=eps)
+        return float((recon + model.beta * kl).mean())
+
+    return check_model(model, lambda: model.step(x, eps=eps), loss)
 
 
 def images(n, pixels=784, seed=0, dtype="float64"):
@@ -67,10 +75,14 @@ def test_encoder_and_decoder_shapes():
 
 def test_layers_follow_the_tutorial():
     model = conv_vae(rng=np.random.default_rng(0))
+    conv, relu, up = FastConv2D, ThreadedReLU, FastConvTranspose2D  # the plain layers' fast twins (core/*_fast.py)
     encoder_types = [type(layer) for layer in model.encoder.layers]
-    assert encoder_types == [Reshape, Conv2D, ReLU, Conv2D, ReLU, Conv2D, ReLU, Conv2D, ReLU, Flatten, Dense, ReLU]
+    assert encoder_types == [Reshape, conv, relu, conv, relu, conv, relu, conv, relu, Flatten, Dense, relu]
     decoder_types = [type(layer) for layer in model.decoder.layers]
-    assert decoder_types == [Dense, ReLU, Reshape, ConvTranspose2D, ReLU, Conv2D, Sigmoid, Flatten]
+    assert decoder_types == [Dense, relu, Reshape, up, relu, conv, Sigmoid, Flatten]
+    plain = conv_vae(rng=np.random.default_rng(0), fast=False)
+    assert [type(layer) for layer in plain.encoder.layers[:3]] == [Reshape, Conv2D, ReLU]
+    assert [type(layer) for layer in plain.decoder.layers[3:6]] == [ConvTranspose2D, ReLU, Conv2D]
     convs = [layer for layer in model.encoder.layers if isinstance(layer, Conv2D)]
     assert [(c.in_channels, c.out_channels, c.stride) for c in convs] == [
         (1, 32, (1, 1)), (32, 64, (2, 2)), (64, 64, (1, 1)), (64, 64, (1, 1))]
@@ -147,9 +159,17 @@ def test_sampling_uses_the_standard_deviation_not_the_variance():
 def test_whole_model_gradient_matches_finite_differences(config):
     model = small_model(**config)
     x, eps = images(3, 36, seed=2), normal((3, 2), seed=3)
-    errors = check_model(model, x, eps)
+    errors = elbo_errors(model, x, eps)
     assert errors.keys() == model.params.keys()
     assert max(errors.values()) < TOLERANCE, errors
+
+
+def test_the_model_of_plain_layers_gives_the_same_step():
+    fast, plain = small_model(recon="bce"), small_model(recon="bce", fast=False)
+    x, eps = images(3, 36, seed=2), normal((3, 2), seed=3)
+    assert fast.step(x, eps=eps).loss == pytest.approx(plain.step(x, eps=eps).loss, rel=1e-12)
+    for name, grad in fast.grads.items():
+        np.testing.assert_allclose(on_host(grad), on_host(plain.grads[name]), rtol=1e-10, atol=1e-12, err_msg=name)
 
 
 def tutorial_003_loss(x, probs, mu, logvar):
@@ -218,82 +238,6 @@ def test_adam_is_nearly_blind_to_the_loss_scale():
     np.testing.assert_allclose(scaled_path, path, rtol=0, atol=0.01 * np.abs(path).max())
 
 
-# ---- Conv2D's two input gradients -------------------------------------------------------------------------------
-
-
-@st.composite
-def stride_one_cases(draw):
-    """A stride-1 Conv2D with at most as many output as input channels, and an input for it."""
-    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = draw(st.one_of(st.just("same"), st.tuples(st.integers(0, 2), st.integers(0, 2))))
-    in_channels = draw(st.integers(1, 3))
-    out_channels = draw(st.integers(1, in_channels))
-    shape = (draw(st.integers(1, 2)), in_channels, draw(st.integers(3, 6)), draw(st.integers(3, 6)))
-    return dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel, padding=padding), shape
-
-
-@settings(max_examples=60, deadline=None)
-@given(stride_one_cases(), st.integers(0, 2**16))
-def test_dx_by_convolution_equals_dx_by_col2im_and_finite_differences(case, seed):
-    args, shape = case
-    layer = Conv2D(**args, rng=np.random.default_rng(seed), dtype="float64")
-    x = normal(shape, seed + 1)
-    out = layer.forward(x)
-    dout = normal(out.shape, seed + 2)
-    pads_fit = all(p < k for pair, k in zip(layer.pads, layer.kernel_size, strict=True) for p in pair)
-    assert layer.dx_is_a_convolution() == pads_fit  # stride 1, C_out <= C_in: only large pads use col2im
-    dx = on_host(layer.backward(dout)).copy()  # a copy: backward may reuse its arrays
-    layer.dx_is_a_convolution = lambda: False  # force the col2im way
-    np.testing.assert_allclose(dx, on_host(layer.backward(dout)), rtol=1e-10, atol=1e-12)
-    del layer.dx_is_a_convolution
-    errors = check_layer(layer, x)
-    assert max(errors.values()) < TOLERANCE, errors
-
-
-def test_dx_by_convolution_is_used_only_where_it_is_smaller():
-    x = backend.xp.zeros((1, 4, 5, 5))
-    for layer, expected in [(Conv2D(4, 1, 3, padding="same"), True), (Conv2D(4, 4, 3, padding=1), True),
-                            (Conv2D(4, 8, 3, padding="same"), False), (Conv2D(4, 1, 3, stride=2), False),
-                            (Conv2D(4, 1, 1, padding=1), False)]:
-        layer.forward(x.astype(layer.params["W"].dtype))
-        assert layer.dx_is_a_convolution() == expected, layer
-
-
-def test_work_arrays_are_reused_and_the_padding_stays_zero():
-    layer = Conv2D(2, 3, 3, stride=2, padding="same", rng=np.random.default_rng(0), dtype="float64")
-    rng = np.random.default_rng(1)
-    layer.forward(on_device(rng.standard_normal((2, 2, 6, 6))))
-    cols = layer.work["cols"]
-    x = on_device(rng.standard_normal((2, 2, 6, 6)))
-    out = on_host(layer.forward(x)).copy()
-    assert layer.work["cols"] is cols
-    fresh = Conv2D(2, 3, 3, stride=2, padding="same", rng=np.random.default_rng(0), dtype="float64")
-    np.testing.assert_array_equal(out, on_host(fresh.forward(x)))
-    # 5x5 and 6x6 inputs both pad to 7x7, with the odd pixel in different places: the border must not go stale
-    x5 = on_device(rng.standard_normal((2, 2, 5, 5)))
-    np.testing.assert_array_equal(on_host(layer.forward(x5)), on_host(fresh.forward(x5)))
-    np.testing.assert_array_equal(on_host(layer.forward(x)), on_host(fresh.forward(x)))
-
-
-@pytest.mark.numpy_only
-def test_a_step_on_two_threads_gives_the_same_gradients_as_on_one(monkeypatch):
-    # The tutorial's own sizes at batch 16, so that the copies, col2im's adds and ReLU's passes are big enough
-    # for threads.in_slices to hand each of 2 threads a block (recorded below); every gradient is the same.
-    model = conv_vae(rng=np.random.default_rng(0))
-    x, eps = images(16, dtype="float32"), on_device(normal((16, 2), seed=1), dtype="float32")
-    blocks = []
-    run = threads.run
-    monkeypatch.setattr(threads, "run", lambda tasks: (blocks.append(len(tasks)), run(tasks)))
-    grads = {}
-    for n in (1, 2):
-        with threads.limit_threads(n):
-            model.step(x, eps=eps)
-        grads[n] = {name: on_host(g).copy() for name, g in model.grads.items()}
-    assert blocks and set(blocks) == {2}  # only the 2-thread step cut arrays in blocks
-    for name in grads[1]:
-        np.testing.assert_allclose(grads[2][name], grads[1][name], rtol=1e-5, atol=1e-7, err_msg=name)
-
-
 # ---- training -------------------------------------------------------------------------------------------------------
 
 
@@ -326,7 +270,7 @@ def test_whole_model_gradient_on_gpu(gpu):
     model = small_model(recon="bce")
     x = gpu.asarray(images(3, 36, seed=2))
     eps = gpu.asarray(np.random.default_rng(3).standard_normal((3, 2)))
-    errors = check_model(model, x, eps)
+    errors = elbo_errors(model, x, eps)
     assert max(errors.values()) < TOLERANCE, errors
     out = model.decode(model.encode(x)[0])
     assert out.shape == (3, 36) and isinstance(out, gpu.ndarray)

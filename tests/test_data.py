@@ -10,8 +10,8 @@ from conftest import write_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivae import data
-from minivae.data import DataError
+from minivae.run import data
+from minivae.run.data import DataError
 
 pytestmark = pytest.mark.usefixtures("isolated_data")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import write_dataset
 
-from minivae import data, download
-from minivae.data import DataError
+from minivae.run import data, download
+from minivae.run.data import DataError
 
 pytestmark = pytest.mark.usefixtures("isolated_data")
 

@@ -7,7 +7,7 @@ import fake_cupy as cp
 import numpy as np
 import pytest
 
-from minivae import backend, layers
+from minivae.core import backend, layers
 
 IMPLICIT = "Implicit conversion to a NumPy array is not allowed"
 

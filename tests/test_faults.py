@@ -25,7 +25,10 @@ import numpy as np
 import pytest
 from conftest import REPO, write_dataset
 
-from minivae import checkpoint, cli, data, evaluate, files, run_figures, train, training, vae
+from minivae import cli, evaluate, train
+from minivae.figures import run_figures
+from minivae.models import vae
+from minivae.run import checkpoint, data, files, training
 
 N_TRAIN, N_TEST, BATCH = 64, 16, 16  # 4 steps per epoch
 COMMANDS = {"train": train.main, "evaluate": evaluate.main}
@@ -438,8 +441,8 @@ def test_disk_full_keeps_a_checkpoint_that_the_printed_command_resumes(tiny, tmp
 
 def test_temporary_files_left_by_a_sigkill_are_removed_at_the_next_start(tiny, finished, tmp_path):
     run = shutil.copytree(finished, tmp_path / "run")
-    orphans = [run / ".checkpoint.npz.k3j9x2.tmp.npz", run / ".metrics.json.a8b7c6.tmp.json",
-               run / ".loss_curves.png.x1y2z3.tmp.png"]
+    orphans = [run / ".minivae-tmp.checkpoint.npz.k3j9x2.tmp.npz", run / ".minivae-tmp.metrics.json.a8b7c6.tmp.json",
+               run / ".minivae-tmp.loss_curves.png.x1y2z3.tmp.png"]
     for orphan in orphans:
         orphan.write_bytes(b"half a file")
     assert train.main(["--resume", str(run), "--epochs", "2", "--no-plots", "--eval-samples", "0"]) == 0

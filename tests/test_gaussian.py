@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from minivae import backend, gaussian
-from minivae.gradcheck import check_function
+from minivae.checks.finite_differences import check_function
+from minivae.core import backend, gaussian
 
 TOL = 1e-6
 shapes = st.tuples(st.integers(1, 5), st.integers(1, 4))

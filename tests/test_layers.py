@@ -6,8 +6,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from minivae import backend, layers
-from minivae.gradcheck import check_layer
+from minivae.checks.finite_differences import check_layer
+from minivae.core import backend, layers
 
 TOL = 1e-6
 small = st.integers(1, 6)

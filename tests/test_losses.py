@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from minivae import backend, losses
-from minivae.gradcheck import check_function
+from minivae.checks.finite_differences import check_function
+from minivae.core import backend, losses
 
 TOL = 1e-6
 shapes = st.tuples(st.integers(1, 4), st.integers(1, 6))

@@ -1,5 +1,5 @@
-"""Optimizers: Adam against a hand-computed reference and the textbook formulas, in-place updates, chunks and
-threads that change nothing, and state round trips."""
+"""Optimizers: Adam against a hand-computed reference and the textbook formulas, in-place updates, the fast twins
+(chunks and threads) equal to the plain ones, and state round trips."""
 
 import math
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivae import backend, optim, threads
+from minivae.core import backend, optim, optim_fast, threads
 
 on_device, on_host = backend.to_device, backend.to_numpy
 
@@ -96,9 +96,9 @@ def test_chunks_and_threads_do_not_change_the_update(chunk, n_threads, sizes):
     results = []
     for chunk_size, threads_used in ((1 << 20, 1), (chunk, n_threads)):
         params = {k: on_device(a) for k, a in start.items()}
-        opt = optim.Adam(params)
+        opt = optim_fast.FastAdam(params)
         with threads.limit_threads(threads_used), pytest.MonkeyPatch.context() as patch:
-            patch.setattr(optim, "CHUNK", chunk_size)
+            patch.setattr(optim_fast, "CHUNK", chunk_size)
             for g in grads:
                 opt.step({k: on_device(a) for k, a in g.items()})
         results.append({k: on_host(a) for k, a in params.items()})
@@ -140,14 +140,34 @@ def test_non_positive_learning_rate_is_refused():
         optim.Adam({"w": backend.xp.zeros(1)}, lr=0)
 
 
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_the_fast_optimizers_give_the_plain_ones_numbers_bit_for_bit_until_the_first_flush(name):
+    rng = np.random.default_rng(0)
+    start = {"w": rng.standard_normal((70, 1000)).astype(np.float32), "b": rng.standard_normal(7).astype(np.float32)}
+    plain_params = {k: on_device(a) for k, a in start.items()}
+    fast_params = {k: on_device(a) for k, a in start.items()}
+    plain = optim.OPTIMIZERS[name](plain_params, lr=1e-2)
+    fast = optim_fast.OPTIMIZERS[name](fast_params, lr=1e-2)
+    assert isinstance(fast, type(plain))  # the same class underneath: the same hyperparameters and state
+    with threads.limit_threads(2):  # 70,000 entries: two chunks of optim_fast.CHUNK, one per thread
+        for _ in range(optim_fast.FLUSH_EVERY - 1):
+            grads = {k: on_device(rng.standard_normal(a.shape).astype(np.float32)) for k, a in start.items()}
+            plain.step(grads)
+            fast.step(grads)
+    for k in start:
+        np.testing.assert_array_equal(on_host(plain_params[k]), on_host(fast_params[k]), err_msg=k)
+    for k, value in plain.state_dict().items():
+        np.testing.assert_array_equal(on_host(value), on_host(fast.state_dict()[k]), err_msg=k)
+
+
 def test_moments_that_decay_into_subnormals_are_flushed_to_zero():
     params = {"w": backend.xp.ones(3, np.float32)}
     grad = {"w": on_device(np.array([1.0, 0.0, 0.0], np.float32))}
-    adam = optim.Adam(params)
+    adam = optim_fast.FastAdam(params)
     adam.step(grad)
     adam.state["M"]["w"][1] = 1e-40  # a subnormal float32, as a dead unit's moment becomes
     adam.state["V"]["w"][2] = 1e-35
-    for _ in range(optim.FLUSH_EVERY):
+    for _ in range(optim_fast.FLUSH_EVERY):
         adam.step(grad)
     m, v = on_host(adam.state["M"]["w"]), on_host(adam.state["V"]["w"])
     assert m[1] == 0 and v[2] == 0
@@ -160,7 +180,7 @@ def test_adam_takes_the_textbook_moments_an_older_minivae_saved():
     textbook = optim.Adam({"w": on_device(weights.copy())}, lr=1e-2)
     textbook.step(grads)
     m, v = textbook.moments("w")
-    older = {"t": 1, "m.w": on_host(m), "v.w": on_host(v)}  # minivae 0.1's names: the textbook m and v
+    older = {"t": 1, "m.w": on_host(m), "v.w": on_host(v)}  # the first checkpoints' names: the textbook m and v
     resumed = optim.Adam({"w": on_device(weights.copy())}, lr=1e-2)
     resumed.load_state_dict(resumed.from_older(older))
     np.testing.assert_allclose(on_host(resumed.moments("w")[0]), on_host(m), rtol=1e-6)

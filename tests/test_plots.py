@@ -1,4 +1,4 @@
-"""Tests for minivae.plots: every picture is written, has the size asked for, and leaves nothing behind."""
+"""Tests for minivae.figures.plots: every picture is written, has the size asked for, and leaves nothing behind."""
 
 import os
 
@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from minivae import plots
+from minivae.figures import plots
 
 LATENT = 4
 
@@ -324,7 +324,7 @@ def test_importing_plots_leaves_the_users_matplotlib_backend_alone():
     import subprocess
     import sys
 
-    code = ("import matplotlib; matplotlib.use('svg'); import minivae.plots; "
+    code = ("import matplotlib; matplotlib.use('svg'); import minivae.figures.plots; "
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "svg"

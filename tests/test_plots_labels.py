@@ -1,11 +1,11 @@
-"""plots_labels.image_rows: one named row of images per class, written like every other figure."""
+"""class_rows.image_rows: one named row of images per class, written like every other figure."""
 
 import matplotlib.figure
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from minivae import plots_labels
+from minivae.figures import class_rows
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def drawn(monkeypatch):
 
 def test_image_rows_draws_one_labelled_row_per_class(tmp_path, drawn):
     rows = np.random.default_rng(0).random((3, 4, 784))
-    path = plots_labels.image_rows(rows, ["Sandal", "Sneaker", "Bag"], tmp_path / "grid.png", title="t")
+    path = class_rows.image_rows(rows, ["Sandal", "Sneaker", "Bag"], tmp_path / "grid.png", title="t")
     assert path == tmp_path / "grid.png" and mpimg.imread(path).shape[:2] == (255, 390)
     axes = drawn[0].axes
     assert len(axes) == 12
@@ -33,7 +33,7 @@ def test_image_rows_draws_one_labelled_row_per_class(tmp_path, drawn):
 
 def test_image_rows_takes_a_list_of_rows_of_folded_images(tmp_path):
     rows = [np.zeros((2, 28, 28)), np.ones((2, 784))]
-    assert plots_labels.image_rows(rows, ["zeros", "ones"], tmp_path / "rows.png").is_file()
+    assert class_rows.image_rows(rows, ["zeros", "ones"], tmp_path / "rows.png").is_file()
 
 
 @pytest.mark.parametrize("rows, labels, message", [
@@ -42,5 +42,5 @@ def test_image_rows_takes_a_list_of_rows_of_folded_images(tmp_path):
 ])
 def test_image_rows_refuses_rows_that_do_not_fit(tmp_path, rows, labels, message):
     with pytest.raises(ValueError, match=message):
-        plots_labels.image_rows(rows, labels, tmp_path / "bad.png")
+        class_rows.image_rows(rows, labels, tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from minivae import threads
+from minivae.core import threads
 
 
 def test_run_calls_each_task_once_each_on_its_own_thread():

@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 from conftest import REPO, SHARED_DATA, write_tiny_dataset
 
-from minivae import checkpoint, download, evaluate, presets, train, training, vae
-from minivae import metrics as run_metrics
+from minivae import evaluate, train
+from minivae.models import vae
+from minivae.run import checkpoint, download, presets, training
+from minivae.run import metrics as run_metrics
 
 N_TRAIN, N_TEST, BATCH = 128, 48, 32  # 4 steps per epoch
 STEPS = N_TRAIN // BATCH
@@ -148,14 +150,14 @@ def test_the_start_line_says_1_epoch_not_1_epochs(tiny_dir, tmp_path, capsys):
 
 def test_epoch_line_shows_beta_times_kl_when_beta_is_not_1():
     record = {"epoch": 1, "train": {"loss": 3.0}, "test": {"loss": 3.0, "recon": 2.0, "kl": 2.0}, "seconds": 1.0}
-    assert "(recon 2.00 + KL 2.00)" in training.epoch_line(record, {"beta": 1.0, "epochs": 1})
-    assert "(recon 2.00 + 0.5 x KL 2.00)" in training.epoch_line(record, {"beta": 0.5, "epochs": 1})
+    assert "(recon 2.00 + KL 2.00)" in training.epoch_line(record, {"arch": "mlp", "beta": 1.0, "epochs": 1})
+    assert "(recon 2.00 + 0.5 x KL 2.00)" in training.epoch_line(record, {"arch": "mlp", "beta": 0.5, "epochs": 1})
 
 
 def test_summary_writes_the_elbo_as_its_sum_with_the_gaussian_constant_of_mse():
     final = {"test_elbo": -110.0, "test_recon": 50.0, "test_recon_constant": 40.0, "test_kl": 20.0,
              "test_log_likelihood": None, "eval_samples": 0}
-    line = run_metrics.summary(final, 10, {"beta": 1.0})
+    line = run_metrics.summary(final, 10, {"arch": "mlp", "beta": 1.0, "recon": "mse", "binarize": "none"})
     assert "ELBO -110.00 nats = -(recon 50.00 + Gaussian constant 40.00 + KL 20.00)" in line
 
 

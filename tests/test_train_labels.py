@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from conftest import write_tiny_dataset
 
-from minivae import backend, checkpoint, data, download, m2, seeds, supervision, train
+from minivae import train
+from minivae.core import backend
+from minivae.models import m2
+from minivae.run import checkpoint, data, download, feeds, seeds
 
 N_TRAIN, N_TEST, BATCH = 120, 40, 25  # m2 with 20 labels: 100 unlabelled images, 4 steps per epoch
 
@@ -71,10 +74,10 @@ def test_m2_run_weighs_the_labelled_elbo_by_the_labelled_share_and_records_it(ti
 
 def test_m2_keeps_the_same_number_of_labels_in_every_class():
     y = np.arange(1000) % 10
-    chosen = supervision.choose_labelled(y, 100, 10, seed=3)
+    chosen = feeds.choose_labelled(y, 100, 10, seed=3)
     assert np.array_equal(np.bincount(y[chosen]), np.full(10, 10))
-    assert np.array_equal(chosen, supervision.choose_labelled(y, 100, 10, seed=3))  # the seed decides
-    assert not np.array_equal(chosen, supervision.choose_labelled(y, 100, 10, seed=4))
+    assert np.array_equal(chosen, feeds.choose_labelled(y, 100, 10, seed=3))  # the seed decides
+    assert not np.array_equal(chosen, feeds.choose_labelled(y, 100, 10, seed=4))
     assert seeds.LABELS == 6
 
 
@@ -104,7 +107,7 @@ def test_m2_resumed_mid_epoch_gives_the_numbers_of_an_uninterrupted_run(tiny_dir
 
 @pytest.mark.parametrize("extra, message", [
     (["--labels", "200"], "not fewer than the 120 training images"),
-    (["--labels", "25"], "not a multiple of the 10 classes"),
+    (["--labels", "25"], "--labels 25: 25 labels cannot be shared equally among 10 classes"),
 ])
 def test_bad_labels_are_one_line_errors(tiny_dir, tmp_path, capsys, extra, message):
     assert train.main(args(tiny_dir, tmp_path / "run", "m2", *extra)) == 2
@@ -135,7 +138,7 @@ def test_evaluating_an_m2_checkpoint_reports_its_test_accuracy(tiny_dir, tmp_pat
 def test_m2_steps_see_labelled_images_drawn_like_the_unlabelled_ones(binarize):
     dataset = data.tiny_dataset(60, 10, binarize=binarize)
     config = {"labels": 20, "classes": 10, "seed": 0, "labelled_batch_size": 7, "binarize": binarize}
-    feed = supervision.SemiSupervised(dataset, config)
+    feed = feeds.SemiSupervised(dataset, config)
     seen = {}
 
     class Model:

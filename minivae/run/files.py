@@ -1,0 +1,76 @@
+"""Writing files so that an interruption never leaves a half-written one, and errors said in one line.
+
+Every file minivae writes (checkpoints, metrics.json, figures, downloads) goes through `atomic_path`: the
+bytes go to a hidden temporary file in the target's folder, which is flushed to the disk and only then
+renamed onto the target. A rename within one folder is atomic, so the target holds the old file or the new
+one, never a mixture, and the temporary file is removed on every way out that Python sees (an exception,
+Ctrl-C, and SIGTERM/SIGHUP, which the commands turn into exceptions). Only SIGKILL or a power cut can leave
+one behind: its name is '.minivae-tmp.<target name>.<random>.tmp<extension>', a name no one else writes, and
+`remove_stale` clears such leftovers from a folder, and nothing else.
+"""
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMP_PREFIX, TEMP_SUFFIX = ".minivae-tmp.", ".tmp"  # every temporary file minivae makes: prefix, name, suffix
+
+
+def one_line(err):
+    """An exception's text on one line, for messages built around it."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary file name beside `path`; when the block ends normally, rename it onto `path`.
+
+    For writers that want a file name (matplotlib, Pillow): the temporary name ends in `path`'s extension,
+    so writers that infer the format from it still do. If the block raises, the temporary file is removed
+    and `path` is untouched.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX + path.suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # the bytes are on the disk before the name points at them
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; ours are ordinary files
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    _sync_folder(path.parent)
+
+
+@contextmanager
+def atomic_file(path):
+    """Yield a binary file open for writing; when the block ends normally it replaces `path` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        yield f
+
+
+def _sync_folder(folder):
+    """Make a rename in `folder` durable (POSIX; elsewhere a folder cannot be opened, which is fine)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale(folder, name="*"):
+    """Remove the temporary files that an interrupted write of `folder/name` left (SIGKILL, power loss); name "*"
+    (the default) removes those of every file in the folder. Only minivae's own temporary files match: a name
+    that starts with TEMP_PREFIX and holds TEMP_SUFFIX. Returns the paths removed."""
+    stale = sorted(path for path in Path(folder).glob(f"{TEMP_PREFIX}{name}.*{TEMP_SUFFIX}*") if path.is_file())
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

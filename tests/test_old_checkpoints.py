@@ -1,0 +1,67 @@
+"""Checkpoints written by minivae 0.1.0 keep working: they load, evaluate to the numbers that version printed, and
+resume to the very weights that version reached, bit for bit, and its metrics (tests/fixtures/v0.1.0: one small
+run of every kind of model, stopped mid-epoch; make.py says how they were made, expected.json what that version
+computed). The metrics are compared to float32 rounding: since 0.2.0 the IWAE's training loss and the
+importance-weighted estimate share one log-mean-exp, which adds up the IWAE's loss in another order.
+"""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from minivae import evaluate, train
+from minivae.run import checkpoint
+
+FIXTURES = REPO / "tests" / "fixtures" / "v0.1.0"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
+DATA = FIXTURES / "data"
+
+
+@pytest.fixture(autouse=True)
+def offline(isolated_data):
+    """No real data folder or network: everything comes from the fixtures."""
+
+
+def params_digest(path):
+    """sha256 over every parameter in name order, as make.py computed it."""
+    ckpt = checkpoint.load(path)
+    digest = hashlib.sha256()
+    for name in sorted(ckpt.params):
+        digest.update(name.encode() + np.ascontiguousarray(ckpt.params[name]).tobytes())
+    return digest.hexdigest()
+
+
+def copy_of(kind, tmp_path):
+    run = tmp_path / kind
+    shutil.copytree(FIXTURES / kind, run)
+    return run / checkpoint.FILENAME
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_an_old_checkpoint_evaluates_to_the_numbers_it_gave(kind, tmp_path):
+    final = evaluate.evaluate_checkpoint(copy_of(kind, tmp_path), DATA, eval_samples=3)
+    assert final == pytest.approx(EXPECTED[kind]["evaluate"], rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_an_old_checkpoint_resumes_to_the_weights_and_metrics_it_reached(kind, tmp_path):
+    out = tmp_path / "resumed"
+    assert train.main(["--resume", str(copy_of(kind, tmp_path)), "--out", str(out), "--data-dir", str(DATA),
+                       "--no-plots", "--eval-samples", "3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert params_digest(out / checkpoint.FILENAME) == EXPECTED[kind]["resumed_params_sha256"]
+    expected = EXPECTED[kind]["resumed"]
+    assert [epoch["epoch"] for epoch in metrics["history"]] == [epoch["epoch"] for epoch in expected["history"]]
+    for epoch, then in zip(metrics["history"], expected["history"], strict=True):
+        for split in ("train", "test"):
+            assert epoch[split] == pytest.approx(then[split], rel=1e-6), (epoch["epoch"], split)
+    assert metrics["final"] == pytest.approx(expected["final"], rel=1e-6)
+
+
+def test_every_kind_of_model_has_a_fixture():
+    assert {path.parent.name for path in Path(FIXTURES).glob("*/checkpoint.npz")} == set(EXPECTED)
