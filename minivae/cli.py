@@ -59,9 +59,8 @@ def add_device_option(parser):
 
 
 # One BLAS thread by default. These matrix products are small (a batch of 128 times 784 x 400), and on a busy
-# machine the threads of a multi-threaded BLAS mostly wait for each other: on 2 cores at load average 11-16,
-# an epoch of the default model on Fashion-MNIST took 9-14 s with one thread and 190-230 s with two (README.md).
-# Idle, the same 2 cores ran an epoch ~1.45x faster with two: 1 is the default that is safe anywhere.
+# machine the threads of a multi-threaded BLAS mostly wait for each other; on an idle one, more threads pay
+# (docs/speed.md has both, measured). 1 is the default that is safe anywhere.
 DEFAULT_THREADS = 1
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: the backend every test starts on, a CuPy backend that skips cleanly without a GPU, data
-folders that never reach the real network, and the `--backend` option.
+folders that never reach the real network, and the `--backend` option. The test folders mirror minivae's: core/,
+models/, checks/, run/, figures/, bench/, commands/ (train, evaluate and their faults) and demos/.
 
 `python -m pytest --backend fake-cupy` runs every test on tests/fake_cupy.py, a strict stand-in for CuPy (no GPU
 needed): `backend.use("cupy")` loads it, and each test starts on it instead of NumPy. Only the modules that

@@ -16,6 +16,7 @@ from conftest import REPO
 
 from minivae import evaluate, train
 from minivae.run import checkpoint
+from minivae.run.kinds import KINDS
 
 FIXTURES = REPO / "tests" / "fixtures" / "v0.1.0"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
@@ -64,4 +65,6 @@ def test_an_old_checkpoint_resumes_to_the_weights_and_metrics_it_reached(kind, t
 
 
 def test_every_kind_of_model_has_a_fixture():
-    assert {path.parent.name for path in Path(FIXTURES).glob("*/checkpoint.npz")} == set(EXPECTED)
+    paths = sorted(Path(FIXTURES).glob("*/checkpoint.npz"))
+    assert {path.parent.name for path in paths} == set(EXPECTED)
+    assert {checkpoint.load(path).config["arch"] for path in paths} == set(KINDS)
