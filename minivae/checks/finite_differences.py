@@ -27,7 +27,7 @@ The table also prints the raw relative error (step 2 with e_i = 0) to show the f
 it decides nothing. `python -m minivae.gradcheck` exits 1 when any check fails, 0 otherwise.
 
 The table is table.py: one small named check per branch of every backward (its docstring says how to add a
-row). A planted one-line mistake in any backward must make some row fail; tests/test_gradcheck_mistakes.py
+row). A planted one-line mistake in any backward must make some row fail; tests/checks/test_gradcheck_mistakes.py
 plants them, and docs/gradcheck.md explains the design.
 """
 

@@ -20,9 +20,9 @@ Every layer and model row fills grads with noise and runs backward twice (finite
 Adding a row for a new op: reuse a recipe below (or write one: a function returning run(rng, noise_aware)) and
 add one line to CHECKS, e.g.
     Check("loss", "my loss, logits in [-5, 5]", 38, loss_check("my_loss", uniform((3, 4), -5, 5))),
-Give it a seed no other row uses (tests/test_gradcheck.py checks), keep its shapes small (each checked entry
+Give it a seed no other row uses (tests/checks/test_gradcheck.py checks), keep its shapes small (each checked entry
 costs 4 evaluations of f, twice), and add a row per branch of its backward (each side of a kink or clip). Then
-plant a one-line mistake in it in tests/test_gradcheck_mistakes.py: some row must fail.
+plant a one-line mistake in it in tests/checks/test_gradcheck_mistakes.py: some row must fail.
 """
 
 from collections.abc import Callable

@@ -9,7 +9,7 @@ NCHW: x is (B, C, H, W). With the windows of the padded input copied into column
 
 is the whole convolution of the whole batch, one product. Its output is channel-major, (C_out, N): batch_first
 shows it as (B, C_out, out_h, out_w) without copying. The layers follow the contract of layers.py: forward keeps
-what backward needs, backward overwrites `grads`. tests/test_conv.py checks them against conv_reference.py;
+what backward needs, backward overwrites `grads`. tests/core/test_conv.py checks them against conv_reference.py;
 conv_fast.py computes the same with fewer copies, for the convnet (models/convnet.py).
 """
 

@@ -1,6 +1,6 @@
 """conv.py's Conv2D and ConvTranspose2D with fewer copies: the same contract and the same numbers to rounding
-(tests/test_conv.py holds them to conv.py's layers and to conv_reference.py). The convnet (models/convnet.py) is
-built from these; read conv.py first, since everything here is a way round one of its steps.
+(tests/core/test_conv_fast.py holds them to conv.py's layers). The convnet (models/convnet.py) is built from these;
+read conv.py first, since everything here is a way round one of its steps.
 
 What each trick saves is measured in docs/speed.md. At batch 128 the columns are big (C*9 times the image: 115 MB
 for 32 channels at 28x28), so:

@@ -1,7 +1,7 @@
 """What a convolution computes, as plain loops: conv2d_reference and conv_transpose2d_reference.
 
 The definitions of what conv.py's layers (and conv_fast.py's) compute, written the slow, obvious way: one output
-pixel at a time, far too slow to train with. tests/test_conv.py checks every layer against these two on random
+pixel at a time, far too slow to train with. tests/core/test_conv.py checks every layer against these two on random
 shapes. They share with the layers only the size arithmetic of padding.py.
 
 Layout is NCHW: x is (B, C, H, W).

@@ -1,4 +1,5 @@
-"""layers.py's ReLU on several cores: the same contract and the same numbers (tests/test_layers.py holds them equal).
+"""layers.py's ReLU on several cores: the same contract and the same numbers (tests/core/test_conv_fast.py holds
+them equal).
 
 NumPy runs each elementwise pass on one core, but it releases Python's GIL while it runs, so threads that each
 take a block of a big array run their passes at once (threads.in_slices). Worth it for a convnet's activations

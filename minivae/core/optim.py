@@ -94,7 +94,7 @@ class Adam(Optimizer):
         m_hat = m / (1 - b1^t)               v_hat = v / (1 - b2^t)
         p -= lr * m_hat / (sqrt(v_hat) + eps)
 
-    `adam_reference_step` below is exactly that, one line per formula, and tests/test_optim.py checks that
+    `adam_reference_step` below is exactly that, one line per formula, and tests/core/test_optim.py checks that
     this class gives the same numbers to float32 rounding over hundreds of steps.
 
     The same numbers with less arithmetic. The state kept is not m and v but the plain weighted sums

@@ -1,5 +1,5 @@
 """optim.py's optimizers, faster: the same updates in cache-sized chunks, spread over threads. The same numbers as
-the plain ones (tests/test_optim.py holds them equal); the training command uses these.
+the plain ones (tests/core/test_optim.py holds them equal); the training command uses these.
 
 The updates are elementwise and memory-bound: a 650k-parameter Adam step reads and writes arrays of 2.6 MB, and
 NumPy makes one full pass over memory per operation. So here

@@ -2,7 +2,7 @@
 
 It is built from the fast twins of the plain layers (core/conv_fast.py, core/layers_fast.py): the same numbers as
 conv.py's Conv2D and ConvTranspose2D and layers.py's ReLU, in less time (`fast=False` builds it from the plain
-ones, which tests/test_conv_vae.py holds equal).
+ones, which tests/models/test_conv_vae.py holds equal).
 """
 
 from minivae.core.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
@@ -27,7 +27,7 @@ def conv_vae(latent=2, posterior="logvar", recon="bce-prob", beta=1.0, rng=None,
     With channels=(32, 64, 64, 64), dense=32 and 28x28 images: the encoder's last conv gives (64, 14, 14), 12,544
     features; the decoder's Dense "upsamples to the correct number of units", 12,544, and ConvTranspose2D takes
     14x14 back to 28x28. H and W must be even (stride 2 down, then up). Smaller channels/dense/image_shape
-    build the same architecture small enough for finite differences (tests/test_conv_vae.py).
+    build the same architecture small enough for finite differences (tests/models/test_conv_vae.py).
 
     The loss. Tutorial 003 minimises, for each example and then averaged over the batch,
 
@@ -43,7 +43,7 @@ def conv_vae(latent=2, posterior="logvar", recon="bce-prob", beta=1.0, rng=None,
     that is beta = 0.392 for L = 2: a down-weighted KL (a beta-VAE with beta < 1), and the whole divided by 784.
     Adam's step is (nearly) blind to a constant factor on the loss (m / sqrt(v) cancels it; only eps does not),
     so training on recon + 0.392 * KL reproduces the tutorial; the preset "keras-conv-2d" sets beta 0.392, and
-    --beta 1 gives the plain ELBO. tests/test_conv_vae.py checks this identity numerically.
+    --beta 1 gives the plain ELBO. tests/models/test_conv_vae.py checks this identity numerically.
 
     The sampler. Tutorial 003 draws z = mu + exp(logvar) * eps: a standard deviation of sigma^2 instead of sigma,
     while its KL is written for variance exp(logvar) = sigma^2. minivae samples z = mu + exp(0.5 * logvar) * eps,

@@ -26,7 +26,7 @@ w~ are computed in log space: subtract the largest log-weight m, then loss = -(m
 K = 1, stated precisely. Then w~_1 = 1 and the IWAE's gradient is exactly the gradient of the single-sample ELBO
 estimator with the *sampled* KL, nll(x, z) + log q(z|x) - log p(z). It is not VAE.step's gradient, which uses
 the KL in closed form; the two agree only in expectation over eps, because E_eps[log q - log p] is the KL and
-the gradient of the sampled term is unbiased for the closed form's (tests/test_iwae.py checks both). The
+the gradient of the sampled term is unbiased for the closed form's (tests/models/test_iwae.py checks both). The
 'vae' objective with K = 1 gives VAE.step's gradients bit for bit; its loss, the mean of the per-example
 losses, may differ from VAE.step's mean(recon) + beta * mean(kl) in the last bit (sums in another order).
 
