@@ -32,6 +32,7 @@ import numpy as np
 
 from minivae.checks.finite_differences import check_function, check_layer, check_model
 from minivae.core import backend, continuous_bernoulli, conv, conv_fast, gaussian, layers, layers_fast, losses
+from minivae.core.padding import conv_geometry
 from minivae.models import iwae, m2
 from minivae.models.classifier import mlp_classifier
 from minivae.models.convnet import conv_vae
@@ -245,11 +246,11 @@ def convnet(**options):
 CLIP_EDGES = [0.0, 1e-8, 3e-7, 1e-6, 1 - 1e-6, 1 - 3e-7, 1 - 1e-8, 1.0]  # p clipped (first and last 2) or just in
 
 # Convolution cases, each checked on the plain layer (conv.py) and on its fast twin (conv_fast.py):
-# (name, C_in, C_out, kernel, stride, padding, x's shape). The fast Conv2D goes by shifts where C_out < C_in at
-# stride 1, gets dx as a convolution at stride 1 with C_out <= C_in and pads below the kernel, by phases elsewhere.
+# (name, C_in, C_out, kernel, stride, padding, x's shape). They take every way round of the fast Conv2D (by shifts
+# or by im2col forward, dx as a convolution or by col2im phases): `ways` names the ones each takes, in its row's name.
 CONV2D_CASES = [
-    ("3x3 stride 1 same, 3 -> 2 (fast: by shifts, dx by convolution)", 3, 2, 3, 1, "same", (2, 3, 4, 5)),
-    ("2x2 stride 1 same (odd pixel after), 2 -> 2 (fast: dx by convolution)", 2, 2, 2, 1, "same", (2, 2, 4, 3)),
+    ("3x3 stride 1 same, 3 -> 2", 3, 2, 3, 1, "same", (2, 3, 4, 5)),
+    ("2x2 stride 1 same (odd pixel after), 2 -> 2", 2, 2, 2, 1, "same", (2, 2, 4, 3)),
     ("3x3 stride 1 same, 2 -> 3", 2, 3, 3, 1, "same", (2, 2, 4, 4)),
     ("1x1 stride 1 padding 1 (pads >= kernel), 2 -> 1", 2, 1, 1, 1, 1, (1, 2, 3, 3)),
     ("3x3 stride 2 same, 5x5 (odd pixel after)", 2, 3, 3, 2, "same", (2, 2, 5, 5)),
@@ -271,17 +272,27 @@ CONV_TRANSPOSE2D_CASES = [
 ]
 
 
-def conv_rows(group, conv2d_class, transposed_class, first_seed):
+def ways(c_in, c_out, kernel, stride, padding, shape):
+    """The ways FastConv2D takes for this case, in words: what its row's name adds to the plain layer's."""
+    layer = conv_fast.FastConv2D(c_in, c_out, kernel, stride, padding, dtype=F64)
+    layer.pads = conv_geometry(layer.padding, shape[2:], layer.kernel_size, layer.stride)[1]
+    forward = "by shifts" if layer.by_shifts() else "im2col"
+    return f"{forward}, dx {'as a convolution' if layer.dx_is_a_convolution() else 'by col2im phases'}"
+
+
+def conv_rows(conv2d_class, transposed_class, first_seed, fast=False):
     """One row per case of the two tables above, for these two layer classes."""
     rows = []
     for i, (name, c_in, c_out, kernel, stride, padding, shape) in enumerate(CONV2D_CASES):
         def make(rng, args=(c_in, c_out, kernel, stride, padding)):
             return conv2d_class(*args, rng=rng, dtype=F64)
-        rows.append(Check(group, f"{conv2d_class.__name__} {name}", first_seed + i, layer_check(make, uniform(shape))))
+        taken = f" ({ways(c_in, c_out, kernel, stride, padding, shape)})" if fast else ""
+        rows.append(Check("conv", f"{conv2d_class.__name__} {name}{taken}", first_seed + i,
+                          layer_check(make, uniform(shape))))
     for i, (name, c_in, c_out, kernel, stride, padding, extra, shape) in enumerate(CONV_TRANSPOSE2D_CASES):
         def make(rng, args=(c_in, c_out, kernel, stride, padding, extra)):
             return transposed_class(*args, rng=rng, dtype=F64)
-        rows.append(Check(group, f"{transposed_class.__name__} {name}", first_seed + 20 + i,
+        rows.append(Check("conv", f"{transposed_class.__name__} {name}", first_seed + 20 + i,
                           layer_check(make, uniform(shape))))
     return rows
 
@@ -303,8 +314,8 @@ CHECKS = [
     Check("layer", "Tanh, x in [-3, 3]", 5, layer_check(lambda rng: layers.Tanh(), uniform((5, 6), -3, 3))),
     Check("layer", "Sequential 5-4-3 tanh", 6, layer_check(lambda rng: layers.mlp([5, 4, 3], "tanh", rng=rng,
                                                                                   dtype=F64), uniform((4, 5)))),
-    *conv_rows("conv", conv.Conv2D, conv.ConvTranspose2D, 200),
-    *conv_rows("conv", conv_fast.FastConv2D, conv_fast.FastConvTranspose2D, 250),
+    *conv_rows(conv.Conv2D, conv.ConvTranspose2D, 200),
+    *conv_rows(conv_fast.FastConv2D, conv_fast.FastConvTranspose2D, 250, fast=True),
     Check("conv", "Flatten (2, 3, 2, 2)", 26, layer_check(lambda rng: conv.Flatten(), uniform((2, 3, 2, 2)))),
     Check("conv", "Reshape (12,) -> (2, 2, 3)", 27, layer_check(lambda rng: conv.Reshape((2, 2, 3)), uniform((2, 12)))),
     Check("loss", "bce_logits, logits in [-40, 40]", 30, loss_check("bce_logits", uniform((4, 7), -40, 40))),

@@ -108,13 +108,18 @@ class ConvTranspose2D(ConvLayer):
         if any(extra >= step for extra, step in zip(self.output_padding, self.stride, strict=True)):
             raise ValueError(f"output_padding {self.output_padding} must be smaller than stride {self.stride}")
 
-    def forward(self, x):
-        batch, _, height, width = x.shape
+    def padded_output_shape(self, x):
+        """(B, C_out, Hp, Wp): the output of x (B, C_in, H, W) with the padding that forward crops off. Keeps
+        x's shape and the pads ((top, bottom), (left, right)) for backward."""
+        batch, _, height, width = self.x_shape = x.shape
         (out_h, out_w), self.pads = transposed_geometry(self.padding, self.output_padding, (height, width),
                                                         self.kernel_size, self.stride)
         (top, bottom), (left, right) = self.pads
-        padded_shape = (batch, self.out_channels, out_h + top + bottom, out_w + left + right)
-        self.x_shape = x.shape
+        return batch, self.out_channels, out_h + top + bottom, out_w + left + right
+
+    def forward(self, x):
+        height, width = x.shape[2:]
+        padded_shape = self.padded_output_shape(x)
         self.x2 = columns.channels_first(x)  # (C_in, N), N = B*H*W: one column per input pixel
         W2 = self.params["W"].reshape(self.in_channels, -1)  # (C_in, K), K = C_out*kh*kw
         cols = W2.T @ self.x2  # (K, N): column n is every input pixel's kernel, scaled by its C_in values

@@ -26,7 +26,7 @@ import itertools
 from minivae.core import backend, threads
 from minivae.core.columns import batch_first, channels_first, crop
 from minivae.core.conv import Conv2D, ConvTranspose2D
-from minivae.core.padding import conv_geometry, transposed_geometry
+from minivae.core.padding import conv_geometry
 
 # ---- columns into kept arrays, and col2im by phases -------------------------------------------------------------
 
@@ -244,12 +244,8 @@ class FastConvTranspose2D(WorkArrays, ConvTranspose2D):
     grid, its backward's im2col into a kept array, the weight gradient as its transpose."""
 
     def forward(self, x):
-        batch, _, height, width = x.shape
-        (out_h, out_w), self.pads = transposed_geometry(self.padding, self.output_padding, (height, width),
-                                                        self.kernel_size, self.stride)
-        (top, bottom), (left, right) = self.pads
-        padded_shape = (batch, self.out_channels, out_h + top + bottom, out_w + left + right)
-        self.x_shape = x.shape
+        height, width = x.shape[2:]
+        padded_shape = self.padded_output_shape(x)
         self.x2 = channels_first(x)  # (C_in, N), N = B*H*W
         W2 = self.params["W"].reshape(self.in_channels, -1)  # (C_in, K), K = C_out*kh*kw
         grid_pads = col2im_grid_pads(padded_shape, self.kernel_size, self.stride, (height, width))

@@ -1,8 +1,12 @@
 """Checkpoints written by minivae 0.1.0 keep working: they load, evaluate to the numbers that version printed, and
-resume to the very weights that version reached, bit for bit, and its metrics (tests/fixtures/v0.1.0: one small
-run of every kind of model, stopped mid-epoch; make.py says how they were made, expected.json what that version
-computed). The metrics are compared to float32 rounding: since 0.2.0 the IWAE's training loss and the
-importance-weighted estimate share one log-mean-exp, which adds up the IWAE's loss in another order.
+resume to the very weights that version reached, and its metrics (tests/fixtures/v0.1.0: one small run of every
+kind of model, stopped mid-epoch; make.py says how they were made, expected.json what that version computed).
+
+Bit for bit where the arithmetic is the same: with the NumPy and the BLAS kernels that made the fixtures
+(made_with.json), the resumed weights are the very same bits and the metrics agree to float32 rounding (since 0.2.0
+the IWAE's training loss and the importance-weighted estimate share one log-mean-exp, which adds up the IWAE's
+loss in another order). Another NumPy or another CPU's BLAS kernels round sums differently, so there the metrics
+are compared to 1e-4 and the weights' digest is not.
 """
 
 import hashlib
@@ -13,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
+from threadpoolctl import threadpool_info
 
 from minivae import evaluate, train
 from minivae.run import checkpoint
@@ -21,6 +26,17 @@ from minivae.run.kinds import KINDS
 FIXTURES = REPO / "tests" / "fixtures" / "v0.1.0"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 DATA = FIXTURES / "data"
+
+
+def arithmetic_here():
+    """The NumPy version and the BLAS kernels in use, as made_with.json records those that made the fixtures."""
+    blas = [f"{lib['internal_api']} {lib.get('version')} {lib.get('architecture')}" for lib in threadpool_info()
+            if lib["user_api"] == "blas"]
+    return {"numpy": np.__version__, "blas": sorted(blas)}
+
+
+SAME_ARITHMETIC = arithmetic_here() == json.loads((FIXTURES / "made_with.json").read_text())
+REL = 1e-6 if SAME_ARITHMETIC else 1e-4
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +62,7 @@ def copy_of(kind, tmp_path):
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
 def test_an_old_checkpoint_evaluates_to_the_numbers_it_gave(kind, tmp_path):
     final = evaluate.evaluate_checkpoint(copy_of(kind, tmp_path), DATA, eval_samples=3)
-    assert final == pytest.approx(EXPECTED[kind]["evaluate"], rel=1e-6)
+    assert final == pytest.approx(EXPECTED[kind]["evaluate"], rel=REL)
 
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
@@ -55,13 +71,14 @@ def test_an_old_checkpoint_resumes_to_the_weights_and_metrics_it_reached(kind, t
     assert train.main(["--resume", str(copy_of(kind, tmp_path)), "--out", str(out), "--data-dir", str(DATA),
                        "--no-plots", "--eval-samples", "3"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert params_digest(out / checkpoint.FILENAME) == EXPECTED[kind]["resumed_params_sha256"]
+    if SAME_ARITHMETIC:
+        assert params_digest(out / checkpoint.FILENAME) == EXPECTED[kind]["resumed_params_sha256"]
     expected = EXPECTED[kind]["resumed"]
     assert [epoch["epoch"] for epoch in metrics["history"]] == [epoch["epoch"] for epoch in expected["history"]]
     for epoch, then in zip(metrics["history"], expected["history"], strict=True):
         for split in ("train", "test"):
-            assert epoch[split] == pytest.approx(then[split], rel=1e-6), (epoch["epoch"], split)
-    assert metrics["final"] == pytest.approx(expected["final"], rel=1e-6)
+            assert epoch[split] == pytest.approx(then[split], rel=REL), (epoch["epoch"], split)
+    assert metrics["final"] == pytest.approx(expected["final"], rel=REL)
 
 
 def test_every_kind_of_model_has_a_fixture():
