@@ -23,7 +23,8 @@ def image_rows(rows, row_labels, path, title=None, image_shape=IMAGE_SHAPE, figs
     n = len(rows[0])
     if n == 0 or any(len(row) != n for row in rows):
         raise ValueError(f"every row needs the same number of images, at least one; got {[len(r) for r in rows]}")
-    with _figure(path, figsize or (0.6 * n + 1.5, 0.6 * len(rows) + 0.75), dpi) as fig:
+    # in quarter inches, so that figsize * dpi is a whole number of pixels
+    with _figure(path, figsize or (0.75 * n + 1.5, 0.75 * len(rows) + 0.75), dpi) as fig:
         axes = fig.subplots(len(rows), n, squeeze=False)
         for r, (row, label) in enumerate(zip(rows, row_labels)):
             for c, image in enumerate(row):

@@ -29,6 +29,7 @@ data, not something to learn). The encoder needs neither.
 """
 
 import math
+import numbers
 from typing import NamedTuple
 
 from minivae.core import backend, continuous_bernoulli
@@ -158,7 +159,7 @@ class VAE:
         mu, scale = self.encode(x, y)
         z = self.posterior.sample(mu, scale, eps, rng)
         out = self.decoder.forward(self.with_class(z, y))
-        if isinstance(weights, float):  # the loss scales dout itself, in place
+        if isinstance(weights, numbers.Real):  # one weight for all: the loss scales dout itself, in place
             w = weights
             recon, dout = self.recon_fn(_flat(out), _flat(x), scale=w)
         else:

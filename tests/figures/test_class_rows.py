@@ -25,7 +25,7 @@ def drawn(monkeypatch):
 def test_image_rows_draws_one_labelled_row_per_class(tmp_path, drawn):
     rows = np.random.default_rng(0).random((3, 4, 784))
     path = class_rows.image_rows(rows, ["Sandal", "Sneaker", "Bag"], tmp_path / "grid.png", title="t")
-    assert path == tmp_path / "grid.png" and mpimg.imread(path).shape[:2] == (255, 390)
+    assert path == tmp_path / "grid.png" and mpimg.imread(path).shape[:2] == (300, 450)
     axes = drawn[0].axes
     assert len(axes) == 12
     assert [axes[4 * r].get_ylabel() for r in range(3)] == ["Sandal", "Sneaker", "Bag"]
