@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from conftest import vae_relu_margin
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from minivae.checks.finite_differences import check_model
@@ -48,6 +49,7 @@ def test_elbo_gradient_matches_finite_differences_for_every_parameter(recon, pos
         if name.endswith(".b"):
             param += on_device(rng.uniform(0.05, 0.2, param.shape))
     x, eps = batch(rng)
+    assume(vae_relu_margin(model, x, eps) > 1e-3)  # no ReLU input within the finite differences' step of its kink
     errors = elbo_errors(model, x, eps)
     assert set(errors) == set(model.params)
     assert max(errors.values()) < TOL, errors
