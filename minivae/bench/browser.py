@@ -62,3 +62,9 @@ def chromium(width=1400, height=1000, network_log=False):
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def version(driver):
+    """The browser's name and version, e.g. 'chrome 156.0.8078.114'."""
+    capabilities = driver.capabilities
+    return f"{capabilities.get('browserName', 'browser')} {capabilities.get('browserVersion', '(version unknown)')}"

@@ -142,31 +142,44 @@ function conv2dLayer(entry, shape) {
 function convTranspose2dLayer(entry, shape) {
   // conv_transpose2d_reference: every input pixel adds its value times the kernel onto the output, stride apart:
   // out[o, u*sh + i - top, v*sw + j - left] += x[c, u, v] W[c, o, i, j], dropping what lands outside; then + b.
-  // W (C_in, C_out, kh, kw)
+  // W (C_in, C_out, kh, kw). The loop runs over the input pixels, skipping those that are 0 (half of a ReLU's
+  // outputs), and innermost over the output channels: the sums are kept channels-last, (H_out, W_out, C_out), and
+  // the weights as (C_in, kh, kw, C_out), so that the innermost loop reads and writes consecutive numbers.
   const [C, H, Wd] = entry.inShape, [O, OH, OW] = entry.outShape;
   const [kh, kw] = entry.kernel, [sh, sw] = entry.stride, [top, left] = entry.pad;
   checkShape(shape, entry.inShape);
   const W = base64Floats(entry.W), b = base64Floats(entry.b);
-  const sums = new Float64Array(O * OH * OW), out = new Float32Array(O * OH * OW);
+  const taps = new Float32Array(W.length); // W as (C_in, kh, kw, C_out)
+  for (let c = 0; c < C; c++) {
+    for (let o = 0; o < O; o++) {
+      for (let t = 0; t < kh * kw; t++) taps[(c * kh * kw + t) * O + o] = W[(c * O + o) * kh * kw + t];
+    }
+  }
+  const sums = new Float64Array(OH * OW * O), out = new Float32Array(O * OH * OW);
   return {shape: entry.outShape, run(x) {
     sums.fill(0);
-    for (let i = 0; i < kh; i++) {
-      const [u0, u1] = inside(H, sh, i - top, OH);
-      for (let j = 0; j < kw; j++) {
-        const [v0, v1] = inside(Wd, sw, j - left, OW);
-        for (let c = 0; c < C; c++) {
-          for (let o = 0; o < O; o++) {
-            const w = W[((c * O + o) * kh + i) * kw + j];
-            if (w === 0) continue;
-            for (let u = u0; u < u1; u++) {
-              const xRow = (c * H + u) * Wd, outRow = (o * OH + u * sh + i - top) * OW + j - left;
-              for (let v = v0; v < v1; v++) sums[outRow + v * sw] += w * x[xRow + v];
+    for (let c = 0; c < C; c++) {
+      for (let u = 0; u < H; u++) {
+        for (let v = 0; v < Wd; v++) {
+          const xv = x[(c * H + u) * Wd + v];
+          if (xv === 0) continue;
+          for (let i = 0; i < kh; i++) {
+            const row = u * sh + i - top;
+            if (row < 0 || row >= OH) continue;
+            for (let j = 0; j < kw; j++) {
+              const col = v * sw + j - left;
+              if (col < 0 || col >= OW) continue;
+              const at = (row * OW + col) * O, tap = ((c * kh + i) * kw + j) * O;
+              for (let o = 0; o < O; o++) sums[at + o] += xv * taps[tap + o];
             }
           }
         }
       }
     }
-    return withBias(sums, b, OH * OW, out);
+    for (let o = 0; o < O; o++) { // back to channels-first, and + b
+      for (let p = 0; p < OH * OW; p++) out[o * OH * OW + p] = f32(f32(sums[p * O + o]) + b[o]);
+    }
+    return out;
   }};
 }
 

@@ -124,7 +124,9 @@ def test_run_writes_metrics_checkpoint_and_figures(tiny_dir, tmp_path):
                               "eval_samples"}
     assert m["final"]["test_log_likelihood"] >= m["final"]["test_elbo"] - 5  # a bound, tighter on average
     assert checkpoint.load(out).epoch == 2
-    assert FIGURES <= set(os.listdir(out))
+    assert FIGURES | {"explorer.html"} <= set(os.listdir(out))
+    page = (out / "explorer.html").read_text()  # the explorer page says what the run printed
+    assert f"test ELBO\",\"{m['final']['test_elbo']:.2f} nats of log p(x), after epoch 2\"" in page
 
 
 def test_no_plots_writes_no_figures(tiny_dir, tmp_path):
