@@ -102,9 +102,8 @@
   const axes = [];
   const unit = (k) => Array.from({length: L}, (_, j) => (j === k ? 1 : 0));
   if (L > 2) {
-    data.principal.directions.forEach((direction, k) => axes.push({
-      name: `PC${k + 1} (${Math.round(100 * data.principal.explained[k])}% of the means' variance)`,
-      short: `PC${k + 1}`, vector: direction}));
+    data.principal.directions.forEach((direction, k) => axes.push({ // with its share of the means' variance
+      name: `PC${k + 1} (${Math.round(100 * data.principal.explained[k])}%)`, short: `PC${k + 1}`, vector: direction}));
   }
   for (let k = 0; k < L; k++) axes.push({name: `z${k + 1}`, short: `z${k + 1}`, vector: unit(k)});
   if (L === 1) axes.push({name: "(nothing: the latent has one unit)", short: "", vector: [0]});
@@ -281,8 +280,8 @@
     if (state.picked < 0 || key === pickedShown) return;
     pickedShown = key;
     const i = state.picked;
-    $("picked-caption").textContent = `test image ${i + 1}, ${names[labels[i]]}` +
-      (images ? " (16 grey levels)" : imagesProblem ? ` (not shown: ${imagesProblem})` : " (unpacking)");
+    $("picked-caption").textContent = `test image ${i + 1}: ${names[labels[i]]}` +
+      (images ? "" : imagesProblem ? ` (not shown: ${imagesProblem})` : " (unpacking)");
     if (images) drawPixels($("picked-image"), testImage(i));
     drawPixels($("picked-recon"), decodeAt(meanOf(i), labels[i])); // decode(encoder mean), with its own class
   }
