@@ -21,21 +21,28 @@ from minivae.figures import explorer
 from minivae.run import checkpoint, data, presets, start
 
 
-def explore_checkpoint(path, out=None, data_dir=None, points=explorer.POINTS):
-    """Load a checkpoint and its test set, write its explorer page to `out` (default: explorer.html beside the
-    checkpoint) and return the page's Path. Errors are one-line exceptions (CheckpointError, DataError,
-    FolderError)."""
+def load_model(path):
+    """(checkpoint, config, model) of a checkpoint file or run folder, its weights checked to be finite. Errors are
+    one-line CheckpointErrors."""
     ckpt = checkpoint.load(path, presets.config_problem)
     broken = [name for name, value in ckpt.params.items() if not np.isfinite(value).all()]
     if broken:
         raise checkpoint.CheckpointError(f"{ckpt.path}: the model's weights hold NaN or infinity ({broken[0]}), so "
                                          f"there is nothing to draw; use an earlier checkpoint, or train again with a "
                                          f"lower --lr")
-    out = Path(out) if out is not None else ckpt.path.parent / explorer.FILENAME
-    explorer.check_target(out)  # before the data is read: a wrong --out costs nothing
     config = presets.complete(ckpt.config)  # a checkpoint from before a config key existed: its default
     model = presets.build_model(config)
     checkpoint.restore(model, None, ckpt)
+    return ckpt, config, model
+
+
+def explore_checkpoint(path, out=None, data_dir=None, points=explorer.POINTS):
+    """Load a checkpoint and its test set, write its explorer page to `out` (default: explorer.html beside the
+    checkpoint) and return the page's Path. Errors are one-line exceptions (CheckpointError, DataError,
+    FolderError)."""
+    ckpt, config, model = load_model(path)
+    out = Path(out) if out is not None else ckpt.path.parent / explorer.FILENAME
+    explorer.check_target(out)  # before the data is read: a wrong --out costs nothing
     dataset = data.load(config["dataset"], data_dir or start.recorded_data_folder(ckpt), binarize=config["binarize"],
                         seed=config["seed"], test_only=True)
     return explorer.write_page(out, model, config, dataset.x_test, dataset.y_test, ckpt.history, ckpt.epoch,

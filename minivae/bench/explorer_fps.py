@@ -13,7 +13,8 @@ cursor, the sliders). It prints
   * frames per second: the frames over the seconds between the first and the last. A browser runs such a loop at
     most once per display refresh, so the first line gives that ceiling: the rate of the same loop with nothing to
     draw (60 in headless Chromium); reaching it means the redraw keeps up with the display;
-  * the redraw's own time, median and 95th percentile in ms, and the frames per second that it alone would allow.
+  * the redraw's own time, median and 95th percentile in ms, and the frames per second that it alone would allow;
+  * the largest difference between the page's pixels (window.minivae.decode) and minivae's decode, over 100 z.
 
 docs/explorer.md has what it measured. It needs Chromium, chromedriver and selenium (bench/browser.py says how to
 install them).
@@ -29,8 +30,10 @@ import numpy as np
 
 from minivae import cli
 from minivae.bench import browser
+from minivae.core import backend
 from minivae.figures import explorer
 from minivae.run import data, presets
+from minivae.run.kinds import kind_of
 
 PRESETS = {"mlp": "default", "conv": "keras-conv-2d"}  # the models measured when no checkpoint is named
 
@@ -63,12 +66,22 @@ requestAnimationFrame(frame);
 
 
 def fresh_page(name, folder):
-    """The page of a preset's model with fresh weights, on synthetic test images: (its path, its title)."""
+    """The page of a preset's model with fresh weights, on synthetic test images: (its path, its title, the model,
+    its config)."""
     config = presets.config_for(PRESETS[name])
+    model = presets.build_model(config)
     images = data.tiny_dataset(16, explorer.POINTS)
-    page = explorer.write_page(Path(folder) / f"{name}.html", presets.build_model(config), config, images.x_test,
-                               images.y_test)
-    return page, f"{PRESETS[name]} preset, fresh weights"
+    page = explorer.write_page(Path(folder) / f"{name}.html", model, config, images.x_test, images.y_test)
+    return page, f"{PRESETS[name]} preset, fresh weights", model, config
+
+
+def checkpoint_page(path, out, data_dir):
+    """The page of a checkpoint, written to `out`: (its path, its title, the model, its config)."""
+    from minivae import explore
+
+    _, config, model = explore.load_model(path)
+    page = explore.explore_checkpoint(path, out, data_dir)
+    return page, str(path), model, config
 
 
 def measure(driver, page, frames, seed=0):
@@ -83,11 +96,25 @@ def measure(driver, page, frames, seed=0):
     return (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1000), result["work"]
 
 
-def report(title, page, fps, work):
+def largest_difference(driver, model, config, n=100, seed=1):
+    """The largest difference between the open page's window.minivae.decode and minivae's decode, over n random z
+    (2 sigma wide) and labels."""
+    kind = kind_of(config)
+    vae = kind.vae_of(model)
+    rng = np.random.default_rng(seed)
+    z = (2 * rng.standard_normal((n, vae.latent))).astype(np.float32)
+    labels = rng.integers(0, vae.classes, n) if kind.conditioned else None
+    page = np.array(driver.execute_script("return arguments[0].map((z, i) => window.minivae.decode(z, "
+                                          "arguments[1] && arguments[1][i]))", z.tolist(),
+                                          None if labels is None else labels.tolist()))
+    return float(np.abs(page - backend.to_numpy(vae.decode(backend.to_device(z), labels))).max())
+
+
+def report(title, page, fps, work, difference):
     median, slowest = statistics.median(work), float(np.percentile(work, 95))
     return (f"{title}: {page.stat().st_size / 1e6:.1f} MB page; {fps:.1f} frames per second; redraw "
             f"{median:.2f} ms median, {slowest:.2f} ms at the 95th percentile (alone: {1000 / median:.0f} frames "
-            f"per second)")
+            f"per second); pixels within {difference:.1e} of minivae's decode")
 
 
 def build_parser():
@@ -103,11 +130,9 @@ def bench_command(args):
     problem = browser.missing()
     if problem:
         raise cli.UsageError(f"no headless Chromium to measure in: {problem}")
-    from minivae import explore
-
     with tempfile.TemporaryDirectory(prefix="minivae-fps-") as folder, browser.chromium() as driver:
         if args.checkpoints:
-            pages = [(explore.explore_checkpoint(path, Path(folder) / f"{i}.html", args.data_dir), str(path))
+            pages = [checkpoint_page(path, Path(folder) / f"{i}.html", args.data_dir)
                      for i, path in enumerate(args.checkpoints)]
         else:
             pages = [fresh_page(name, folder) for name in PRESETS]
@@ -115,8 +140,9 @@ def bench_command(args):
         stamps = driver.execute_async_script(EMPTY_LOOP, args.frames)
         print(f"{browser.version(driver)}, headless, {args.frames} frames per model; with nothing to draw it shows "
               f"{(len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1000):.1f} frames per second", flush=True)
-        for page, title in pages:
-            print(report(title, page, *measure(driver, page, args.frames)), flush=True)
+        for page, title, model, config in pages:
+            fps, work = measure(driver, page, args.frames)
+            print(report(title, page, fps, work, largest_difference(driver, model, config)), flush=True)
     return 0
 
 
