@@ -106,7 +106,8 @@ def test_help_works_as_a_module():
 
 def test_the_commands_import_neither_matplotlib_nor_scipy_before_they_draw():
     # (they take a second or two to import: --help and a typo's error would wait for them)
-    code = "import sys, minivae.train, minivae.evaluate; print(sorted({'matplotlib', 'scipy'} & set(sys.modules)))"
+    code = ("import sys, minivae.train, minivae.evaluate, minivae.explore; "
+            "print(sorted({'matplotlib', 'scipy'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
 
