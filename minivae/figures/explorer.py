@@ -6,7 +6,8 @@ The page needs no server and makes no request: everything is inlined into the on
 any current browser, offline. It holds
 
   * the page itself: explorer_page.html (markup and style), explorer_decoder.js (the decoder, interpreted layer by
-    layer) and explorer_page.js (the plane, the sliders, the pictures), all three beside this module;
+    layer), explorer_plane.js (the latent plane) and explorer_page.js (the pictures, the sliders, the classes, the
+    state and window.minivae), all beside this module;
   * the decoder as a list of layers (`describe_decoder`): each Dense, activation, Reshape, Flatten, Conv2D and
     ConvTranspose2D with its sizes, and its weights as base64 float32 (little-endian), so that the page decodes in
     float32 with minivae's own weights; then what turns the decoder's output into pixel means (`OUTPUTS`), as
@@ -53,7 +54,7 @@ GENERATOR = "minivae explorer"  # in the page's <meta name="generator">: how a p
 FORMAT = 1  # of the page's data; explorer_page.js refuses another
 OUTPUTS = {"bce": "sigmoid", "cb": "cb-mean", "bce-prob": "identity", "mse": "identity"}  # recon -> what the
 # page applies to the decoder's output to draw pixel means: VAE.decode's rule
-PAGE_FILES = ("explorer_page.html", "explorer_decoder.js", "explorer_page.js")
+PAGE_FILES = ("explorer_page.html", "explorer_decoder.js", "explorer_plane.js", "explorer_page.js")
 DATA_MARK, SCRIPT_MARK = "/*MINIVAE-DATA*/", "/*MINIVAE-SCRIPT*/"  # where explorer_page.html takes the two
 
 
@@ -244,12 +245,12 @@ def _read(name):
 
 
 def render(data):
-    """The page's HTML for page_data's dict: the template with the data and the two scripts inlined."""
-    page, decoder_js, page_js = (_read(name) for name in PAGE_FILES)
+    """The page's HTML for page_data's dict: the template with the data and the scripts inlined (PAGE_FILES)."""
+    page, *scripts = (_read(name) for name in PAGE_FILES)
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")  # "</script>" would end the block
     head, rest = page.split(DATA_MARK)
     middle, tail = rest.split(SCRIPT_MARK)
-    return head + payload + middle + decoder_js + "\n" + page_js + tail
+    return head + payload + middle + "\n".join(scripts) + tail
 
 
 def written_by_minivae(path):

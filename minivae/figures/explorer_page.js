@@ -1,6 +1,6 @@
 // The explorer page: the latent plane, the image decoded at z, the sliders, the classes, a picked test image and a
 // path, drawn from the data that minivae/figures/explorer.py put in the page; and window.minivae, the hook for
-// tests and tools (docs/explorer.md). It runs after explorer_decoder.js, in the same script.
+// tests and tools (docs/explorer.md). It runs after explorer_decoder.js and explorer_plane.js, in the same script.
 //
 // The state is z (the latent point shown), the label (for a model that takes a class), whether z follows the
 // pointer, the picked test image and the path's two ends. Every change of state ends in one render(), which
@@ -12,7 +12,6 @@
 
   const FORMAT = 1; // explorer.FORMAT
   const PLANE = 460; // the plane's size in CSS pixels (explorer_page.html)
-  const PICK_RADIUS = 8; // CSS pixels: how near a click must come to a dot to pick it
   const PATH_FRAMES = 12;
   const TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf"]; // matplotlib's, as in the run's latent_scatter.png
@@ -97,157 +96,11 @@
 
   const state = {z: new Array(L).fill(0), label: 0, follow: true, picked: -1, pathStart: null, pathEnd: null};
 
-  // ---- the plane: two axes (unit vectors in z-space), the dots projected on them
+  // ---- the plane (explorer_plane.js)
 
-  const axes = [];
-  const unit = (k) => Array.from({length: L}, (_, j) => (j === k ? 1 : 0));
-  if (L > 2) {
-    data.principal.directions.forEach((direction, k) => axes.push({ // with its share of the means' variance
-      name: `PC${k + 1} (${Math.round(100 * data.principal.explained[k])}%)`, short: `PC${k + 1}`, vector: direction}));
-  }
-  for (let k = 0; k < L; k++) axes.push({name: `z${k + 1}`, short: `z${k + 1}`, vector: unit(k)});
-  if (L === 1) axes.push({name: "(nothing: the latent has one unit)", short: "", vector: [0]});
-  let axisX = 0, axisY = 1;
-
-  const dot = (a, b) => a.reduce((sum, ak, k) => sum + ak * b[k], 0);
-  function project(z) {
-    return [dot(z, axes[axisX].vector), dot(z, axes[axisY].vector)];
-  }
-
-  // Move z to the point (u, v) of the plane, changing it only along the two axes: z += A G^-1 (t - A^T z), with
-  // A = [a b], G = A^T A and t = (u, v). Then z.a = u and z.b = v; the rest of z stays (the sliders show it).
-  function moved(z, u, v) {
-    const a = axes[axisX].vector, b = axes[axisY].vector;
-    const du = u - dot(z, a), dv = v - dot(z, b);
-    const aa = dot(a, a), ab = dot(a, b), bb = dot(b, b);
-    let alpha, beta;
-    if (bb === 0) {
-      [alpha, beta] = [du / aa, 0];
-    } else {
-      const det = aa * bb - ab * ab;
-      [alpha, beta] = [(bb * du - ab * dv) / det, (aa * dv - ab * du) / det];
-    }
-    return z.map((zk, k) => zk + alpha * a[k] + beta * b[k]);
-  }
-
-  let extent = 3, dotsX = new Float32Array(N), dotsY = new Float32Array(N);
-  const toScreen = (u, v) => [((u + extent) / (2 * extent)) * PLANE, ((extent - v) / (2 * extent)) * PLANE];
-  const fromScreen = (x, y) => [(x / PLANE) * 2 * extent - extent, extent - (y / PLANE) * 2 * extent];
-
-  function layOutDots() {
-    const planeU = new Float64Array(N), planeV = new Float64Array(N), reach = [];
-    for (let i = 0; i < N; i++) {
-      const [u, v] = project(meanOf(i));
-      const jitter = L === 1 ? ((i * 0.618034) % 1 - 0.5) * 0.6 : 0; // one unit: spread the dots a little
-      [planeU[i], planeV[i]] = [u, v + jitter];
-      reach.push(Math.max(Math.abs(u), Math.abs(v)));
-    }
-    reach.sort((a, b) => a - b);
-    const far = reach.length ? reach[Math.floor(0.995 * (reach.length - 1))] : 0;
-    extent = Math.max(3, 1.08 * far); // the prior's 2 sigma, and all but the farthest dots
-    overlay.dataset.extent = String(extent); // the plane runs from -extent to extent on both axes
-    for (let i = 0; i < N; i++) [dotsX[i], dotsY[i]] = toScreen(planeU[i], planeV[i]);
-  }
-
-  function sharp(canvas) {
-    const ratio = window.devicePixelRatio || 1;
-    canvas.width = PLANE * ratio;
-    canvas.height = PLANE * ratio;
-    const ctx = canvas.getContext("2d");
-    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    return ctx;
-  }
-
-  const dotsCtx = sharp($("dots")), overlay = $("overlay"), overlayCtx = sharp(overlay);
-
-  function drawDots() {
-    layOutDots();
-    const ctx = dotsCtx;
-    ctx.fillStyle = "#ffffff";
-    ctx.fillRect(0, 0, PLANE, PLANE);
-    const [x0, y0] = toScreen(0, 0);
-    ctx.strokeStyle = "#e3e6e9";
-    ctx.lineWidth = 1;
-    ctx.font = "11px system-ui, sans-serif";
-    ctx.fillStyle = "#8a949e";
-    for (let t = Math.ceil(-extent); t <= Math.floor(extent); t++) { // a grid line and a number at every unit
-      const [x, y] = toScreen(t, t);
-      ctx.beginPath();
-      ctx.moveTo(x, 0); ctx.lineTo(x, PLANE); ctx.moveTo(0, y); ctx.lineTo(PLANE, y);
-      ctx.stroke();
-      if (t !== 0 && Math.abs(t) < extent - 0.25) { // none in the corners, where they would meet
-        ctx.fillText(String(t), x + 2, PLANE - 4);
-        ctx.fillText(String(t), 3, y - 2);
-      }
-    }
-    ctx.strokeStyle = "#aab3bb";
-    ctx.beginPath();
-    ctx.moveTo(x0, 0); ctx.lineTo(x0, PLANE); ctx.moveTo(0, y0); ctx.lineTo(PLANE, y0);
-    ctx.stroke();
-    ctx.setLineDash([5, 4]); // the prior's 1 and 2 sigma
-    ctx.strokeStyle = "#6b7680";
-    for (const radius of [1, 2]) {
-      ctx.beginPath();
-      ctx.arc(x0, y0, (radius / (2 * extent)) * PLANE, 0, 2 * Math.PI);
-      ctx.stroke();
-    }
-    ctx.setLineDash([]);
-    ctx.globalAlpha = 0.7;
-    for (let i = 0; i < N; i++) {
-      ctx.fillStyle = colourOf(labels[i]);
-      ctx.beginPath();
-      ctx.arc(dotsX[i], dotsY[i], 2.2, 0, 2 * Math.PI);
-      ctx.fill();
-    }
-    ctx.globalAlpha = 1;
-    ctx.fillStyle = "#1d2125";
-    ctx.font = "12px system-ui, sans-serif";
-    ctx.fillText(`${axes[axisX].short} \u2192`, PLANE - 44, y0 - 6);
-    if (axes[axisY].short) ctx.fillText(`\u2191 ${axes[axisY].short}`, x0 + 6, 14);
-  }
-
-  function nearestDot(x, y) {
-    let best = -1, bestDistance = PICK_RADIUS * PICK_RADIUS;
-    for (let i = 0; i < N; i++) {
-      const d = (dotsX[i] - x) ** 2 + (dotsY[i] - y) ** 2;
-      if (d <= bestDistance) [best, bestDistance] = [i, d];
-    }
-    return best;
-  }
-
-  function marker(ctx, z, colour, radius) {
-    const [x, y] = toScreen(...project(z));
-    ctx.strokeStyle = colour;
-    ctx.beginPath();
-    ctx.arc(x, y, radius, 0, 2 * Math.PI);
-    ctx.stroke();
-    return [x, y];
-  }
-
-  function drawOverlay() {
-    const ctx = overlayCtx;
-    ctx.clearRect(0, 0, PLANE, PLANE);
-    ctx.lineWidth = 2;
-    if (state.pathStart) {
-      const [x, y] = marker(ctx, state.pathStart, "#111111", 5);
-      if (state.pathEnd) {
-        const [x1, y1] = marker(ctx, state.pathEnd, "#111111", 5);
-        ctx.beginPath();
-        ctx.moveTo(x, y); ctx.lineTo(x1, y1);
-        ctx.stroke();
-      }
-    }
-    if (state.picked >= 0) {
-      ctx.strokeStyle = "#111111";
-      ctx.beginPath();
-      ctx.arc(dotsX[state.picked], dotsY[state.picked], 6, 0, 2 * Math.PI);
-      ctx.stroke();
-    }
-    const [x, y] = marker(ctx, state.z, "#1f6feb", 7);
-    ctx.beginPath();
-    ctx.moveTo(x - 11, y); ctx.lineTo(x + 11, y); ctx.moveTo(x, y - 11); ctx.lineTo(x, y + 11);
-    ctx.stroke();
-  }
+  const overlay = $("overlay");
+  const plane = makePlane({dots: $("dots"), overlay, size: PLANE, latent: L, count: N, meanOf, labels,
+    principal: data.principal, colourOf});
 
   // ---- the pictures beside the plane
 
@@ -257,7 +110,7 @@
     drawPixels($("decoded"), decodeAt(state.z, state.label));
     const now = performance.now();
     if (now - lastNote > 250) { // a note that changes 60 times a second cannot be read
-      const [u, v] = project(state.z);
+      const [u, v] = plane.project(state.z);
       $("decoded-note").textContent = `decoded and drawn in ${(now - started).toFixed(1)} ms` +
         (K ? `, as ${names[state.label]}` : "");
       $("pointer-note").textContent = `z is at (${u.toFixed(2)}, ${v.toFixed(2)}) on the plane`;
@@ -345,7 +198,7 @@
   function render() {
     drawDecoded();
     drawClasses();
-    drawOverlay();
+    plane.drawOverlay(state);
     drawSliders();
     drawPicked();
     drawPath();
@@ -358,7 +211,7 @@
     requestAnimationFrame(() => {
       frameAsked = false;
       if (pendingPoint) {
-        state.z = moved(state.z, ...pendingPoint);
+        state.z = plane.moved(state.z, ...pendingPoint);
         pendingPoint = null;
       }
       render();
@@ -367,12 +220,6 @@
 
   // ---- the pointer on the plane
 
-  function planePoint(event) {
-    const box = overlay.getBoundingClientRect();
-    const x = event.clientX - box.left, y = event.clientY - box.top;
-    return {x, y, uv: fromScreen(x, y)};
-  }
-
   function setFollow(follow) {
     state.follow = follow;
     $("follow").checked = follow;
@@ -380,15 +227,15 @@
 
   overlay.addEventListener("pointermove", (event) => {
     if (!state.follow) return;
-    pendingPoint = planePoint(event).uv;
+    pendingPoint = plane.pointAt(event).uv;
     request();
   });
 
   overlay.addEventListener("click", (event) => {
-    const {x, y, uv} = planePoint(event);
-    const i = nearestDot(x, y);
+    const {x, y, uv} = plane.pointAt(event);
+    const i = plane.nearestDot(x, y);
     if (event.shiftKey) { // a path end: the dot's mean, or the point of the plane
-      const end = i >= 0 ? meanOf(i) : moved(state.z, ...uv);
+      const end = i >= 0 ? meanOf(i) : plane.moved(state.z, ...uv);
       if (!state.pathStart || state.pathEnd) [state.pathStart, state.pathEnd] = [end, null];
       else state.pathEnd = end;
     } else if (i >= 0) { // z moves to the test image's encoder mean, and stays there
@@ -399,7 +246,7 @@
       pendingPoint = null;
     } else {
       setFollow(true);
-      state.z = moved(state.z, ...uv);
+      state.z = plane.moved(state.z, ...uv);
     }
     render();
   });
@@ -417,17 +264,13 @@
 
   // ---- the axes and the classes
 
-  for (const [id, chosen] of [["axis-x", axisX], ["axis-y", axisY]]) {
+  for (const [id, chosen] of [["axis-x", 0], ["axis-y", 1]]) {
     const select = $(id);
-    axes.forEach((axis, a) => select.add(new Option(axis.name, String(a), a === chosen, a === chosen)));
+    plane.axes.forEach((axis, a) => select.add(new Option(axis.name, String(a), a === chosen, a === chosen)));
     select.addEventListener("change", () => {
-      const [other, a] = id === "axis-x" ? [axisY, +select.value] : [axisX, +select.value];
-      if (a === other) [axisX, axisY] = [axisY, axisX]; // the same axis twice: swap them
-      else if (id === "axis-x") axisX = a;
-      else axisY = a;
-      $("axis-x").value = String(axisX);
-      $("axis-y").value = String(axisY);
-      drawDots();
+      const [x, y] = plane.choose(+$("axis-x").value, +$("axis-y").value, id === "axis-x" ? "x" : "y");
+      $("axis-x").value = String(x);
+      $("axis-y").value = String(y);
       render();
     });
   }
@@ -520,6 +363,6 @@
     ready, // a Promise, settled once the test images are unpacked
   });
 
-  drawDots();
+  plane.drawDots();
   render();
 })();
