@@ -14,8 +14,8 @@ any current browser, offline. It holds
     VAE.decode does: sigmoid of the logits ('bce'), the continuous Bernoulli's mean ('cb'), or the output of the
     decoder's own Sigmoid ('bce-prob', 'mse');
   * the encoder means of the first `points` test images (float32), their labels, and the images themselves in 16
-    grey levels, two pixels to a byte, deflated (the page inflates them with the browser's DecompressionStream):
-    for the default model, 2,000 images take 0.5 MB of base64 where 8-bit ones would take 2.1 MB;
+    grey levels, two pixels to a byte, deflated (the page inflates them with the browser's DecompressionStream), a
+    quarter of their size as 8-bit bytes or less (docs/explorer.md has the page's size, part by part);
   * the two principal directions of those means, the latent units that get a slider (at most MAX_SLIDERS: those
     whose means vary most) and each slider's range;
   * the model summary: preset, kind, sizes, dataset, epochs, and the test ELBO of the last finished epoch (from the
@@ -47,13 +47,13 @@ from minivae.run.kinds import kind_of
 from minivae.run.start import FolderError
 
 FILENAME = "explorer.html"  # the name the training command gives the page in a run folder
-POINTS = 2000  # test images encoded and shown as dots: enough to see the classes' shapes, 2.5 MB in all
+POINTS = 2000  # test images encoded and shown as dots: enough to see the classes' shapes
 MAX_SLIDERS = 64
 GREY_LEVELS = 15  # test images are stored as round(x * 15): 16 levels, 4 bits a pixel
 GENERATOR = "minivae explorer"  # in the page's <meta name="generator">: how a page this module wrote is recognised
 FORMAT = 1  # of the page's data; explorer_page.js refuses another
-OUTPUTS = {"bce": "sigmoid", "cb": "cb-mean", "bce-prob": "identity", "mse": "identity"}  # recon -> what the
-# page applies to the decoder's output to draw pixel means: VAE.decode's rule
+# what the page applies to the decoder's output to draw pixel means, by recon: VAE.decode's rule
+OUTPUTS = {"bce": "sigmoid", "cb": "cb-mean", "bce-prob": "identity", "mse": "identity"}
 PAGE_FILES = ("explorer_page.html", "explorer_decoder.js", "explorer_plane.js", "explorer_page.js")
 DATA_MARK, SCRIPT_MARK = "/*MINIVAE-DATA*/", "/*MINIVAE-SCRIPT*/"  # where explorer_page.html takes the two
 
