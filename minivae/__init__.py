@@ -6,10 +6,10 @@ The folders are the layers of the design, each using only the ones listed before
     models/    the VAE (optionally conditioned on a class), the K-sample objectives, the convnet, M2
     checks/    every backward against finite differences
     run/       a training run: config, data, seeds, the loop, checkpoints, scores
-    figures/   pictures of what a model learned
+    figures/   pictures of what a model learned, and the explorer page
     bench/     how fast it is, against PyTorch
 
-and the commands beside them: train.py, evaluate.py, gradcheck.py (and bench/__main__.py), with cli.py and
+and the commands beside them: train.py, evaluate.py, explore.py, gradcheck.py (and bench/__main__.py), with cli.py and
 faults.py, what they share. The README's reading order follows the folders.
 """
 

@@ -9,8 +9,8 @@ What a run does:
   1. config = the preset, then the options given (run/presets.py); run/data.py finds (or downloads) the data;
      run/start.py builds the model (or restores it from --resume) and claims the output folder.
   2. run/training.py runs the epochs; after each, checkpoint.npz and metrics.json in the output folder.
-  3. At the end: the test ELBO, the importance-weighted log-likelihood (run/metrics.py) and the figures
-     (figures/run_figures.py).
+  3. At the end: the test ELBO, the importance-weighted log-likelihood (run/metrics.py), the figures
+     (figures/run_figures.py) and explorer.html, a page to move through the latent space (figures/explorer.py).
 
 Faults (faults.py; docs/faults.md has them all). Ctrl-C, SIGTERM and SIGHUP (a scheduler's stop, a closed
 terminal) all save a checkpoint at the current step and print the command that resumes it (exit 130). A loss
@@ -32,7 +32,7 @@ from minivae.core.gaussian import POSTERIORS
 from minivae.core.layers import ACTIVATIONS
 from minivae.core.losses import RECONSTRUCTIONS
 from minivae.core.optim import OPTIMIZERS
-from minivae.figures import run_figures
+from minivae.figures import explorer, run_figures
 from minivae.models.iwae import OBJECTIVES
 from minivae.models.vae import count_params
 from minivae.run import checkpoint, data, metrics, presets, start, training
@@ -221,7 +221,9 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
         if not args.no_plots:
             figures = run_figures.write_figures(model, kind, dataset, state.history, state.frames, out,
                                                 config["seed"])
-            print(f"wrote {len(figures)} figures, {training.METRICS} and {checkpoint.FILENAME} to {out}")
+            page = explorer.write_page(out / explorer.FILENAME, model, config, dataset.x_test, dataset.y_test,
+                                       state.history, state.epoch)
+            print(f"wrote {len(figures)} figures, {page.name}, {training.METRICS} and {checkpoint.FILENAME} to {out}")
     except KeyboardInterrupt:
         print(f"interrupted after training; {faults.model_is_saved(out)}", file=sys.stderr)
         return 130

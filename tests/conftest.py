@@ -29,7 +29,7 @@ BACKEND_SENSITIVE = {"test_backend.py", "test_layers.py", "test_losses.py", "tes
                      "test_conv.py", "test_conv_vae.py", "test_iwae.py",
                      "test_continuous_bernoulli.py", "test_conditional_vae.py", "test_m2.py", "test_train_labels.py",
                      "test_conv_fast.py",
-                     "test_gradcheck_mistakes.py"}
+                     "test_gradcheck_mistakes.py", "test_explorer.py"}
 
 
 def pytest_addoption(parser):

@@ -187,19 +187,29 @@ def score_extremes(images, scores, path, n=8, image_shape=IMAGE_SHAPE, figsize=N
 # ---------------------------------------------------------------- latent space
 
 
+def principal_directions(x, k):
+    """The first k principal directions of the rows of x, computed with an SVD of x less its mean.
+
+    x: (N, d) with d >= k. Returns (directions (k, d), explained (k,)): orthonormal rows, and the fraction of the
+    total variance along each. Their signs are arbitrary.
+    """
+    x = np.asarray(to_numpy(x), dtype=float)
+    # centered = U S Vt: the rows of Vt are the principal directions, S**2 the variance along each (times N)
+    _, s, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+    total = np.sum(s**2)
+    explained = s[:k] ** 2 / total if total > 0 else np.zeros(k)
+    return vt[:k], explained
+
+
 def pca(x, k):
-    """Project rows of x onto their first k principal components, computed with an SVD.
+    """Project rows of x onto their first k principal components (principal_directions).
 
     x: (N, d) with d >= k. Returns (projected (N, k), explained (k,)), where explained[i] is the fraction of
     the total variance along component i. Components have unit length; their signs are arbitrary.
     """
     x = np.asarray(to_numpy(x), dtype=float)
-    centered = x - x.mean(axis=0)
-    # centered = U S Vt: the rows of Vt are the principal directions, S**2 the variance along each (times N)
-    _, s, vt = np.linalg.svd(centered, full_matrices=False)
-    total = np.sum(s**2)
-    explained = s[:k] ** 2 / total if total > 0 else np.zeros(k)
-    return centered @ vt[:k].T, explained
+    directions, explained = principal_directions(x, k)
+    return (x - x.mean(axis=0)) @ directions.T, explained
 
 
 def _latent_points(means, k, what):

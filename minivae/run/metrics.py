@@ -111,8 +111,8 @@ def final_results(model, kind, x_test, y_test, seed, eval_samples):
         return m2_final_results(model, x_test, y_test, seed)
     y_test = y_test if kind.conditioned else None
     losses = test_losses(model, kind, x_test, y_test, seed)
-    constant = gaussian_nll_constant(x_test.shape[1]) if model.recon_name == "mse" else 0.0
-    elbo = -(losses["recon"] + constant + losses["kl"])
+    constant = recon_constant(model.recon_name, x_test.shape[1])
+    elbo = elbo_of(losses, model.recon_name, x_test.shape[1])
     try:
         ll = mean_log_likelihood(model, x_test, eval_samples, seed, y_test) if eval_samples > 0 else None
     except (MemoryError, ValueError) as err:  # K decodes of a batch at once: a K too big to allocate
@@ -122,6 +122,21 @@ def final_results(model, kind, x_test, y_test, seed, eval_samples):
                          ("eval_samples",)) from None
     return {"test_elbo": elbo, "test_recon": losses["recon"], "test_recon_constant": constant,
             "test_kl": losses["kl"], "test_log_likelihood": ll, "eval_samples": eval_samples}
+
+
+def recon_constant(recon, pixels):
+    """What the reconstruction loss leaves out of -log p(x|z), in nats per image: the Gaussian constant for squared
+    error over `pixels` values (core/losses.py), 0 for the others."""
+    return gaussian_nll_constant(pixels) if recon == "mse" else 0.0
+
+
+def elbo_of(losses, recon, pixels):
+    """The ELBO at beta 1, in nats per image, from test losses as `test_losses` gives them (and as an epoch's
+    record["test"] in the history keeps them): -(recon + constant + KL); for M2's, the ELBO of log p(x), -U(x).
+    recon: the config's reconstruction loss; pixels: values per image."""
+    if "unlabelled" in losses:
+        return -losses["unlabelled"]
+    return -(losses["recon"] + recon_constant(recon, pixels) + losses["kl"])
 
 
 def m2_final_results(model, x_test, y_test, seed):

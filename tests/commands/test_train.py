@@ -106,7 +106,8 @@ def test_help_works_as_a_module():
 
 def test_the_commands_import_neither_matplotlib_nor_scipy_before_they_draw():
     # (they take a second or two to import: --help and a typo's error would wait for them)
-    code = "import sys, minivae.train, minivae.evaluate; print(sorted({'matplotlib', 'scipy'} & set(sys.modules)))"
+    code = ("import sys, minivae.train, minivae.evaluate, minivae.explore; "
+            "print(sorted({'matplotlib', 'scipy'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
 
@@ -124,7 +125,9 @@ def test_run_writes_metrics_checkpoint_and_figures(tiny_dir, tmp_path):
                               "eval_samples"}
     assert m["final"]["test_log_likelihood"] >= m["final"]["test_elbo"] - 5  # a bound, tighter on average
     assert checkpoint.load(out).epoch == 2
-    assert FIGURES <= set(os.listdir(out))
+    assert FIGURES | {"explorer.html"} <= set(os.listdir(out))
+    page = (out / "explorer.html").read_text()  # the explorer page says what the run printed
+    assert f"test ELBO\",\"{m['final']['test_elbo']:.2f} nats of log p(x), after epoch 2\"" in page
 
 
 def test_no_plots_writes_no_figures(tiny_dir, tmp_path):

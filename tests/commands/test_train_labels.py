@@ -47,7 +47,7 @@ def test_cvae_run_records_the_conditional_elbo_and_draws_a_class_grid(tiny_dir, 
     assert set(record["history"][0]["test"]) == {"loss", "recon", "kl"}
     assert record["final"]["test_log_likelihood"] is not None
     assert "ELBO of log p(x|y)" in capsys.readouterr().out
-    assert {"class_grid.png", "reconstructions.png", "loss_curves.png", "progress_samples.gif"} <= \
+    assert {"class_grid.png", "reconstructions.png", "loss_curves.png", "progress_samples.gif", "explorer.html"} <= \
         {p.name for p in out.iterdir()}
 
 
@@ -61,7 +61,7 @@ def test_m2_epoch_lines_and_metrics_carry_the_test_accuracy(tiny_dir, tmp_path, 
     assert set(record["history"][0]["train"]) == {"loss", "labelled", "classification", "unlabelled"}
     assert 0 <= record["history"][-1]["test"]["accuracy"] <= 1
     assert record["final"]["test_accuracy"] == record["history"][-1]["test"]["accuracy"]
-    assert "class_grid.png" in {p.name for p in out.iterdir()}
+    assert {"class_grid.png", "explorer.html"} <= {p.name for p in out.iterdir()}
 
 
 def test_m2_run_weighs_the_labelled_elbo_by_the_labelled_share_and_records_it(tiny_dir, tmp_path, capsys):
