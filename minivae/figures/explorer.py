@@ -193,7 +193,7 @@ def summary(config, history, epoch, step, pixels):
     if history:
         last = history[-1]
         bound = "of log p(x|y)" if kind.conditioned and not kind.semi_supervised else "of log p(x)"
-        elbo = metrics.elbo_of(last["test"], config["recon"], pixels)
+        elbo = metrics.elbo_of(last["test"], kind, config["recon"], pixels)
         rows.append(["test ELBO", f"{elbo:.2f} nats {bound}, after epoch {last['epoch']}"])
         if kind.semi_supervised:
             rows.append(["test accuracy", f"{last['test']['accuracy']:.2%} (q(y|x)), after epoch {last['epoch']}"])

@@ -112,7 +112,7 @@ def final_results(model, kind, x_test, y_test, seed, eval_samples):
     y_test = y_test if kind.conditioned else None
     losses = test_losses(model, kind, x_test, y_test, seed)
     constant = recon_constant(model.recon_name, x_test.shape[1])
-    elbo = elbo_of(losses, model.recon_name, x_test.shape[1])
+    elbo = elbo_of(losses, kind, model.recon_name, x_test.shape[1])
     try:
         ll = mean_log_likelihood(model, x_test, eval_samples, seed, y_test) if eval_samples > 0 else None
     except (MemoryError, ValueError) as err:  # K decodes of a batch at once: a K too big to allocate
@@ -130,11 +130,11 @@ def recon_constant(recon, pixels):
     return gaussian_nll_constant(pixels) if recon == "mse" else 0.0
 
 
-def elbo_of(losses, recon, pixels):
+def elbo_of(losses, kind, recon, pixels):
     """The ELBO at beta 1, in nats per image, from test losses as `test_losses` gives them (and as an epoch's
-    record["test"] in the history keeps them): -(recon + constant + KL); for M2's, the ELBO of log p(x), -U(x).
-    recon: the config's reconstruction loss; pixels: values per image."""
-    if "unlabelled" in losses:
+    record["test"] in the history keeps them): -(recon + constant + KL); for M2 (kind.semi_supervised), the ELBO of
+    log p(x), -U(x). recon: the config's reconstruction loss; pixels: values per image."""
+    if kind.semi_supervised:
         return -losses["unlabelled"]
     return -(losses["recon"] + recon_constant(recon, pixels) + losses["kl"])
 
