@@ -6,12 +6,17 @@ models/, checks/, run/, figures/, bench/, commands/ (train, evaluate and their f
 needed): `backend.use("cupy")` loads it, and each test starts on it instead of NumPy. Only the modules that
 exercise array code run (BACKEND_SENSITIVE); tests marked `numpy_only` (about NumPy itself, e.g. its floating
 point warnings) are skipped.
+
+The fused GPU kernels (minivae/core/kernels.py) run in the tests that take the `kernels_on` fixture, twice: on the
+stand-in with tests/kernel_emulator.py's ElementwiseKernel (the kernels compiled as C++ for the CPU; skipped
+without a C++ compiler), and on a real CuPy (skipped without a GPU).
 """
 
 import urllib.request
 from pathlib import Path
 
 import fake_cupy
+import kernel_emulator
 import numpy as np
 import pytest
 
@@ -74,6 +79,24 @@ def gpu():
         backend.use("cupy", 0)
     except backend.BackendError as err:
         pytest.skip(f"no GPU backend here: {err}")
+    yield backend.xp
+
+
+@pytest.fixture(params=["emulated", "gpu"])
+def kernels_on(request, monkeypatch):
+    """The backend that runs the fused kernels, for one test: the CuPy stand-in with emulated kernels, then the real
+    CuPy. Each is skipped where it cannot run (no C++ compiler; no GPU, or the stand-in in its place)."""
+    if request.param == "emulated":
+        if kernel_emulator.COMPILER is None:
+            pytest.skip("no C++ compiler to emulate CuPy's ElementwiseKernel")
+        monkeypatch.setattr(fake_cupy, "ElementwiseKernel", kernel_emulator.ElementwiseKernel, raising=False)
+        monkeypatch.setattr(backend, "import_cupy", lambda: fake_cupy)
+    try:
+        backend.use("cupy", 0)
+    except backend.BackendError as err:
+        pytest.skip(f"no GPU backend here: {err}")
+    if not hasattr(backend.xp, "ElementwiseKernel"):
+        pytest.skip("the CuPy stand-in is not a GPU")
     yield backend.xp
 
 
