@@ -13,7 +13,7 @@ killed check leaves what it measured. The parts:
   1. `python -m pytest --backend cupy` (the backend-sensitive tests on the real CuPy; no GPU test may skip)
   2. `python -m minivae.gradcheck --device gpu`
   3. the default model on Fashion-MNIST: its first 100 training steps on the GPU against the same steps on the
-     CPU (the largest differences in the loss and the parameters)
+     CPU (the largest differences in the loss and the parameters: scripts/compare_steps.py)
   4. 10 epochs on the GPU and the test loss; the same run stopped by Ctrl-C (SIGINT) after epoch 3 and resumed
      with the command it prints: it must end with the uninterrupted run's weights and losses
   5. every demo with --quick on the GPU
@@ -38,8 +38,9 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
+
+from gpu_report import Report
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = 470  # seconds, all parts: the device call has 8 minutes (480 s)
@@ -65,55 +66,6 @@ SIZES = {
 SMALL_BENCH = ["--repeats", "1", "--inner", "1", "--epoch-repeats", "1", "--epoch-steps", "2"]
 
 
-# ---------------------------------------------------------------- the report
-
-
-class Part:
-    """One line of the report's summary, and its section: what ran, what it found, against which goal."""
-
-    def __init__(self, title, goal=""):
-        self.title, self.goal = title, goal
-        self.result, self.ok, self.seconds, self.details = "not run yet", None, None, []
-
-    def done(self, result, ok, seconds, details=()):
-        self.result, self.ok, self.seconds, self.details = result, ok, seconds, list(details)
-
-
-class Report:
-    """The report file, rewritten whole (atomically) whenever a part finishes."""
-
-    def __init__(self, path, mode, started):
-        self.path, self.mode, self.started = Path(path), mode, started
-        self.environment, self.parts, self.lock = [], {}, threading.Lock()
-
-    def part(self, key, title, goal=""):
-        self.parts[key] = Part(title, goal)
-        return self.parts[key]
-
-    def write(self):
-        with self.lock:
-            text = self.render()
-            partial = self.path.with_name(self.path.name + ".partial")
-            partial.write_text(text)
-            os.replace(partial, self.path)
-
-    def render(self):
-        elapsed = time.monotonic() - self.started
-        mark = {True: "yes", False: "**NO**", None: "-"}
-        lines = [f"# minivae GPU check ({self.mode})", "",
-                 f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {elapsed:.0f} s of the {BUDGET} s budget so far.",
-                 "Each figure below was measured by scripts/gpu_check.py in this run (docs/gpu.md explains them).", "",
-                 *[f"- {line}" for line in self.environment], "",
-                 "| part | result | goal | met | seconds |", "| --- | --- | --- | --- | --- |"]
-        for part in self.parts.values():
-            seconds = "-" if part.seconds is None else f"{part.seconds:.0f}"
-            lines.append(f"| {part.title} | {part.result} | {part.goal or '-'} | {mark[part.ok]} | {seconds} |")
-        for part in self.parts.values():
-            if part.details:
-                lines += ["", f"## {part.title}", "", *part.details]
-        return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------- running the parts
 
 
@@ -125,7 +77,7 @@ class Check:
         self.sizes = SIZES[self.mode]
         self.started = time.monotonic()
         self.deadline = self.started + BUDGET
-        self.report = Report(args.report, self.mode, self.started)
+        self.report = Report(args.report, self.mode, self.started, BUDGET)
         self.work = Path(tempfile.mkdtemp(prefix="minivae-gpu-check-"))
         self.data = str(Path(args.data).resolve())
         self.env = os.environ | {"MINIVAE_BACKEND": "cupy", "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
@@ -246,8 +198,7 @@ class Check:
         steps = self.sizes["compare_steps"]
         part = self.report.part("compare", f"the first {steps} steps, GPU against CPU",
                                 "the same run to float32's roundings: losses within 0.1%")
-        command = self.command(str(REPO / "scripts" / "gpu_check.py"), "--compare-steps", str(steps),
-                               "--data", self.data)
+        command = self.command(str(REPO / "scripts" / "compare_steps.py"), "--steps", str(steps), "--data", self.data)
         env = self.env | {"OPENBLAS_NUM_THREADS": "4", "OMP_NUM_THREADS": "4"}
         code, output, seconds = self.run(command, 120, until, env)
         found = re.search(r"^COMPARE (\{.*\})$", output, re.MULTILINE)
@@ -449,60 +400,6 @@ def same_run(whole, stopped):
     return not differences, differences or [f"all {len(keys)} arrays and every epoch's losses are equal"]
 
 
-# ---------------------------------------------------------------- part 3, in its own process
-
-
-def compare_steps(data_dir, steps):
-    """The default model's first `steps` training steps on the CPU, then on the GPU, through the training loop
-    itself (run/training.py: the same batches and noise on both), from the same initial weights. Prints one line
-    COMPARE {json} with the largest differences."""
-    import numpy as np
-
-    from minivae.core import backend
-    from minivae.run import data, presets, start, training
-
-    try:
-        backend.use_device("gpu")  # before minutes on the CPU: a GPU that cannot run is one line, at once
-    except backend.BackendError as err:
-        sys.exit(f"error: {err}")
-    config = presets.config_for("default", dataset="fashion-mnist", epochs=1)
-    dataset = data.load("fashion-mnist", data_dir, download=False, binarize=config["binarize"], seed=config["seed"],
-                        validation=config["validation"])
-    runs = {}
-    for device in ("cpu", "gpu"):
-        backend.use_device(device)
-        run_config, model, optimizer, state = start.begin(config, dataset)
-        losses, model_step, optimizer_step = [], model.step, optimizer.step
-
-        def recorded(*args, model_step=model_step, losses=losses, **kwargs):
-            loss = model_step(*args, **kwargs)
-            losses.append(loss.loss)
-            return loss
-
-        def then_stop(grads, optimizer_step=optimizer_step, losses=losses, state=state):
-            optimizer_step(grads)
-            state.stop_requested = len(losses) >= steps  # the loop stops before the next step
-
-        model.step, optimizer.step = recorded, then_stop
-        with tempfile.TemporaryDirectory() as out:
-            try:
-                training.train(model, optimizer, dataset, run_config, state, Path(out))
-            except KeyboardInterrupt:
-                pass
-        runs[device] = np.array(losses), {k: backend.to_numpy(v).astype(np.float64) for k, v in model.params.items()}
-    (cpu_losses, cpu_params), (gpu_losses, gpu_params) = runs["cpu"], runs["gpu"]
-    loss_gap = np.abs(cpu_losses - gpu_losses)
-    worst = int(np.argmax(loss_gap))
-    gaps = {name: float(np.max(np.abs(cpu_params[name] - gpu_params[name]))) for name in cpu_params}
-    name = max(gaps, key=gaps.get)
-    print("COMPARE " + json.dumps({
-        "loss_diff": float(loss_gap[worst]), "loss_rel": float(loss_gap[worst] / abs(cpu_losses[worst])),
-        "loss_step": worst + 1, "cpu_first": float(cpu_losses[0]), "gpu_first": float(gpu_losses[0]),
-        "cpu_last": float(cpu_losses[-1]), "gpu_last": float(gpu_losses[-1]), "param_diff": gaps[name],
-        "param_name": name, "param_rel": gaps[name] / float(np.max(np.abs(cpu_params[name]))),
-        "per_param": {k: float(f"{v:.3g}") for k, v in gaps.items()}}))
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the folder with Fashion-MNIST's four IDX files (.gz)")
@@ -511,12 +408,7 @@ def main(argv=None):
                         "emulated kernels instead of a GPU (to test this script)")
     parser.add_argument("--no-install", action="store_true", help="skip the pip install (minivae runs from "
                         "PYTHONPATH, which points at this repository)")
-    parser.add_argument("--compare-steps", type=int, help=argparse.SUPPRESS)  # part 3's own process
-    args = parser.parse_args(argv)
-    if args.compare_steps:
-        compare_steps(args.data, args.compare_steps)
-        return 0
-    return Check(args).all()
+    return Check(parser.parse_args(argv)).all()
 
 
 if __name__ == "__main__":

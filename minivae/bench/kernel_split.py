@@ -57,7 +57,11 @@ def measure(fn, sync, calls=20):
 def print_splits(steps, sync):
     """One line per contender: steps is {name: (step function, its median seconds)}."""
     for name, (fn, step_s) in steps.items():
-        split = measure(fn, sync)
+        try:
+            split = measure(fn, sync)
+        except Exception as err:  # noqa: BLE001 (a profiler that cannot start must not cost the bench's other figures)
+            print(f"kernels per step: (PyTorch's profiler failed: {type(err).__name__}: {str(err)[:200]})")
+            return
         if split is None:
             print("kernels per step: (PyTorch with CUDA is needed to count them: its profiler does)")
             return

@@ -10,7 +10,7 @@ import kernel_emulator
 import pytest
 from conftest import REPO, write_tiny_dataset
 
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "scripts"))  # gpu_check and gpu_report: scripts, not a package
 import gpu_check  # noqa: E402 (a script, not a package)
 
 from minivae.bench import __main__ as bench_command  # noqa: E402
