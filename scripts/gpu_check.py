@@ -166,7 +166,7 @@ class Check:
         part = self.report.part("pytest", "pytest --backend cupy" if self.mode == "gpu" else
                                 "pytest --backend fake-cupy (a few tests)", "all pass, no GPU test skipped")
         backend = ["--backend", "cupy"] if self.mode == "gpu" else ["--backend", "fake-cupy"]
-        workers = ["-n", "6"] if self.mode == "gpu" and has_module("xdist") else []
+        workers = ["-n", "8"] if self.mode == "gpu" and has_module("xdist") else []
         command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *backend, *workers,
                    *self.sizes["pytest"]]
         code, output, seconds = self.run(command, 300, until)

@@ -207,7 +207,8 @@ def test_a_training_step_fuses_the_sampler_kl_loss_relu_and_adam_where_kernels_r
 
 @pytest.mark.parametrize("backend_name", ["numpy", "cupy"])
 def test_without_a_kernel_compiler_the_fast_twins_run_the_plain_formulas(backend_name, monkeypatch):
-    monkeypatch.setattr(backend, "import_cupy", lambda: fake_cupy)  # CuPy's stand-in: no ElementwiseKernel
+    monkeypatch.setattr(backend, "import_cupy", lambda: fake_cupy)  # CuPy's stand-in
+    monkeypatch.delattr(fake_cupy, "ElementwiseKernel", raising=False)  # as it is: no ElementwiseKernel
     backend.use(backend_name)
     model = mlp_vae(hidden=(8,), latent=2, rng=np.random.default_rng(0))
     assert not kernels.available()
