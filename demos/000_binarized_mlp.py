@@ -51,7 +51,7 @@ paths.append(plots.progress_gif(tiles, args.out / "progress_reconstructions.gif"
 # %% The whole test set
 # The tutorial shows x_hat = a Bernoulli *sample* of each pixel, which looks speckled; we show (and score)
 # the pixel means, what the model actually believes.
-recon = backend.to_numpy(model.reconstruct(backend.to_device(dataset.x_test)))  # the model's arrays: on the device
+recon = backend.to_numpy(model.reconstruct(backend.to_device(dataset.x_test)))  # on the model's device, then back
 print(f"\nall {len(recon):,} test images: {np.mean((recon > 0.5) != (dataset.x_test > 0.5)):.2%} of pixels "
       f"reconstructed wrong")
 _common.final(model, dataset, config, k=10 if args.quick else 100)
