@@ -18,7 +18,8 @@ weights drawn from N(0, 0.1^2), Adam. Figures, in runs/demo-000_binarized_mlp/ (
 import _common
 import numpy as np
 
-from minivae.figures import plots
+from minivae.core import backend
+from minivae.figures import plots, run_figures
 from minivae.run import seeds
 
 parser = _common.parser("000_binarized_mlp", __doc__)
@@ -50,13 +51,13 @@ paths.append(plots.progress_gif(tiles, args.out / "progress_reconstructions.gif"
 # %% The whole test set
 # The tutorial shows x_hat = a Bernoulli *sample* of each pixel, which looks speckled; we show (and score)
 # the pixel means, what the model actually believes.
-recon = model.reconstruct(dataset.x_test)
+recon = backend.to_numpy(model.reconstruct(backend.to_device(dataset.x_test)))  # on the model's device, then back
 print(f"\nall {len(recon):,} test images: {np.mean((recon > 0.5) != (dataset.x_test > 0.5)):.2%} of pixels "
       f"reconstructed wrong")
 _common.final(model, dataset, config, k=10 if args.quick else 100)
 
 # %% Samples: new images from the prior
 z = seeds.generator(args.seed, seeds.SAMPLES).standard_normal((100, model.latent), dtype=np.float32)
-paths.append(plots.image_grid(model.decode(z), args.out / "samples.png",
+paths.append(plots.image_grid(run_figures.host_decoder(model)(z), args.out / "samples.png",
                               title="100 samples: z ~ N(0, I), decoded (pixel means)"))
 _common.wrote(*paths)

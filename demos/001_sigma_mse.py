@@ -21,7 +21,8 @@ Figures, in runs/demo-001_sigma_mse/ (or --out):
 import _common
 import numpy as np
 
-from minivae.figures import plots
+from minivae.core import backend
+from minivae.figures import plots, run_figures
 from minivae.run import seeds
 
 parser = _common.parser("001_sigma_mse", __doc__)
@@ -40,8 +41,8 @@ print("  (squared error is -log N(x; x_hat, 1/2) minus a constant; the ELBO abov
 # its variance is Var(mu) + mean(sigma^2), which should be near 1. The means alone are narrower. A unit with
 # Var(mu) near 0 is unused: its q(z|x) is the prior for every image, and the decoder ignores it ("posterior
 # collapse"). Squared error is a weak likelihood (a Gaussian of variance 1/2 per pixel), so expect many.
-mu, sigma = model.encode(dataset.x_test)  # sigma comes from a linear layer, so it may be negative: only
-sigma2 = sigma**2  # sigma^2 enters z's distribution and the KL, so the sign does not matter
+mu, sigma = map(backend.to_numpy, model.encode(backend.to_device(dataset.x_test)))  # sigma: from a linear layer,
+sigma2 = sigma**2  # so it may be negative; only sigma^2 enters z's distribution and the KL: the sign does not matter
 aggregate = mu.var(axis=0) + sigma2.mean(axis=0)
 active = np.flatnonzero(mu.var(axis=0) > 0.01)
 print(f"\nVar(mu) + mean(sigma^2) per latent unit, 1 under the prior: median {np.median(aggregate):.2f} "
@@ -65,14 +66,15 @@ a = 0
 b = int(np.argmax(dataset.y_test != dataset.y_test[a]))  # the first test image of another class
 names = names or range(10)
 print(f"interpolating between test images {a} ({names[dataset.y_test[a]]}) and {b} ({names[dataset.y_test[b]]})")
-paths.append(plots.interpolation(model.decode, mu[a], mu[b], args.out / "interpolation.png"))
-paths.append(plots.interpolation_gif(model.decode, mu[a], mu[b], args.out / "interpolation.gif"))
+decode = run_figures.host_decoder(model)  # NumPy z in, NumPy images out, on either backend
+paths.append(plots.interpolation(decode, mu[a], mu[b], args.out / "interpolation.png"))
+paths.append(plots.interpolation_gif(decode, mu[a], mu[b], args.out / "interpolation.gif"))
 
 # %% Generation improving over the epochs: the same 64 z decoded after every epoch
 tiles = [plots.tile(f.astype(np.float32) / 255, 8) for f in state.frames["samples"]]
 paths.append(plots.progress_gif(tiles, args.out / "progress_samples.gif",
                                 titles=[f"the same z decoded\nafter epoch {e + 1}" for e in range(len(tiles))]))
 z = seeds.generator(args.seed, seeds.SAMPLES).standard_normal((100, model.latent), dtype=np.float32)
-paths.append(plots.image_grid(model.decode(z), args.out / "samples.png",
+paths.append(plots.image_grid(decode(z), args.out / "samples.png",
                               title="100 samples: z ~ N(0, I), decoded (pixel means)"))
 _common.wrote(*paths)

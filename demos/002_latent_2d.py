@@ -60,5 +60,5 @@ paths.append(plots.latent_scatter(mu, dataset.y_test, args.out / "latent_scatter
 edge = norm.ppf(0.95)
 inside = np.mean(np.all(np.abs(mu) <= edge, axis=1))
 print(f"\nthe manifold covers z in [-{edge:.2f}, {edge:.2f}]^2, where {inside:.0%} of the test means lie")
-paths.append(plots.manifold(model.decode, args.out / "manifold.png", n=15, quantiles=(0.05, 0.95)))
+paths.append(plots.manifold(run_figures.host_decoder(model), args.out / "manifold.png", n=15, quantiles=(0.05, 0.95)))
 _common.wrote(*paths)

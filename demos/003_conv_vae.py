@@ -21,6 +21,7 @@ import _common
 import numpy as np
 
 from minivae import cli
+from minivae.core import backend
 from minivae.figures import plots, run_figures
 
 parser = _common.parser("003_conv_vae", __doc__)
@@ -55,7 +56,7 @@ print("the ELBO below uses beta = 1, so it is recon + KL, not the training loss;
 _common.final(model, dataset, config, k=0)
 
 # %% How much the sampler bug would matter for this model
-mu, logvar = model.encode(dataset.x_test[:1000])
+mu, logvar = map(backend.to_numpy, model.encode(backend.to_device(dataset.x_test[:1000])))
 sigma = np.exp(logvar / 2)
 print(f"\nposterior standard deviations: median sigma {np.median(sigma):.3f}; the tutorial's sampler would draw z "
       f"with sigma^2 = {np.median(sigma**2):.4f}, {np.median(1 / sigma):.1f}x less spread than its KL term assumes")
@@ -68,5 +69,5 @@ edge = 1.645  # norm.ppf(0.95): the grid's edge
 print(f"the test means span z[0] in [{mu[:, 0].min():.2f}, {mu[:, 0].max():.2f}], z[1] in [{mu[:, 1].min():.2f}, "
       f"{mu[:, 1].max():.2f}]; {np.mean(np.all(np.abs(mu) <= edge, axis=1)):.0%} lie inside the manifold's grid "
       f"[-{edge}, {edge}]^2")
-paths.append(plots.manifold(model.decode, args.out / "manifold.png", n=15, quantiles=(0.05, 0.95)))
+paths.append(plots.manifold(run_figures.host_decoder(model), args.out / "manifold.png", n=15, quantiles=(0.05, 0.95)))
 _common.wrote(*paths)

@@ -22,6 +22,7 @@ import _common
 import numpy as np
 from scipy.stats import rankdata
 
+from minivae.core import backend
 from minivae.figures import plots
 from minivae.run import data, seeds
 
@@ -43,12 +44,16 @@ model, config, state = _common.fit("keras-2d-rmsprop", normal, args, epochs)
 
 # %% Score every test image
 x, anomaly = full.x_test, full.y_test == args.holdout
+# The model computes where its weights are (the GPU with CuPy): the images and the noise go there, the scores
+# come back to the host for SciPy and the plots.
+x_device = backend.to_device(x)
 eps = seeds.generator(args.seed, seeds.TEST_NOISE).standard_normal((len(x), model.latent), dtype=np.float32)
-recon, kl = model.per_example_losses(x, eps=eps)  # per image, nats: one sample of z each
+recon, kl = map(backend.to_numpy, model.per_example_losses(x_device, eps=backend.to_device(eps)))  # nats, one z each
 neg_elbo = recon + kl
 k = 10 if args.quick else 100
 importance = seeds.device_generator(args.seed, seeds.IMPORTANCE)
-neg_ll = -np.concatenate([model.log_likelihood(x[i:i + 500], k=k, rng=importance) for i in range(0, len(x), 500)])
+neg_ll = -np.concatenate([backend.to_numpy(model.log_likelihood(x_device[i:i + 500], k=k, rng=importance))
+                          for i in range(0, len(x), 500)])
 
 
 def roc_auc(scores, positive):

@@ -6,7 +6,8 @@
 The demo a teacher runs in class. It drives the model's layers one by one instead of calling `model.step`,
 so each line on screen is one equation. At the end it checks that these hand-driven gradients are exactly
 the ones `model.step` computes, and it applies one Adam update. Open it in an editor that understands `# %%`
-cells to run it piece by piece.
+cells to run it piece by piece. With MINIVAE_BACKEND=cupy it runs on the GPU: the batch and the noise go to the
+device once (backend.to_device), and only what is printed comes back (backend.to_numpy).
 """
 
 # %% Setup: a tiny model and one small batch
@@ -16,7 +17,7 @@ import sys
 import numpy as np
 
 from minivae import cli
-from minivae.core import layers
+from minivae.core import backend, layers
 from minivae.core.optim import Adam
 from minivae.models.vae import mlp_vae
 from minivae.run import data
@@ -32,20 +33,22 @@ if "ipykernel" in sys.modules:
 else:
     cli.report_errors_in_one_line()  # a size too big to allocate: one line, exit 2
     args = parser.parse_args()
+backend.use_device()  # NumPy, or MINIVAE_BACKEND's choice (a missing GPU: one line, exit 2)
 
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 rng = np.random.default_rng(args.seed)
 x = data.tiny_dataset(n_train=args.batch, n_test=1, seed=args.seed).x_train[: args.batch]  # (B, 784) in [0, 1]
 model = mlp_vae(hidden=(args.hidden,), latent=args.latent, rng=rng)
 eps = rng.standard_normal((args.batch, args.latent)).astype(np.float32)  # the sampler's noise, fixed
+x, eps = backend.to_device(x), backend.to_device(eps)  # where the model's weights are (a GPU with CuPy)
 B = len(x)
 
 
 def show(label, equation, array):
-    """One line per intermediate: what it is, the math, its shape, a few values."""
-    flat = np.ravel(array)
+    """One line per intermediate: what it is, the math, its shape, a few values (brought to the host)."""
+    flat = np.ravel(backend.to_numpy(array))
     start = flat.size // 2 if flat.size > 100 else 0  # images are 0 at their corners: show the middle
-    print(f"{label:14s} {equation:44s} {str(np.shape(array)):11s} {flat[start:start + 4]}"
+    print(f"{label:14s} {equation:44s} {str(array.shape):11s} {flat[start:start + 4]}"
           f"{' ...' if flat.size > 4 else ''}")
 
 
@@ -76,7 +79,7 @@ recon, dlogits = model.recon_fn(logits, x, scale=1.0 / B)
 show("recon", "sum_pixels softplus(logits) - x logits", recon)
 kl, dkl_dmu, dkl_dlogvar = model.posterior.kl(mu, logvar)
 show("kl", "0.5 sum(mu^2 + exp(logvar) - 1 - logvar)", kl)
-loss = recon.mean() + model.beta * kl.mean()
+loss = float(recon.mean() + model.beta * kl.mean())
 print(f"{'loss':14s} {'mean_b(recon + beta kl)':44s} {loss:.4f} nats per example\n")
 
 # %% Backward: the same path in reverse
@@ -103,7 +106,8 @@ show("dW1", "x^T (dh * [a1 > 0])", enc_dense.grads["W"])
 by_hand = {name: g.copy() for name, g in model.grads.items()}
 step_loss = model.step(x, eps=eps)
 for name, grad in model.grads.items():
-    np.testing.assert_allclose(by_hand[name], grad, rtol=1e-6, atol=1e-7, err_msg=name)
+    np.testing.assert_allclose(backend.to_numpy(by_hand[name]), backend.to_numpy(grad), rtol=1e-6, atol=1e-7,
+                               err_msg=name)
 print(f"\nmodel.step gives the same loss ({step_loss.loss:.4f}) and the same gradients for all "
       f"{len(model.grads)} parameters")
 

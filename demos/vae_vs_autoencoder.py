@@ -20,7 +20,7 @@ pays nothing. Figures, in runs/demo-vae_vs_autoencoder/ (or --out), each as vae_
 import _common
 import numpy as np
 
-from minivae.core import layers, losses
+from minivae.core import backend, layers, losses
 from minivae.core.optim_fast import OPTIMIZERS
 from minivae.figures import plots, run_figures
 from minivae.run import data, seeds
@@ -29,7 +29,7 @@ parser = _common.parser("vae_vs_autoencoder", __doc__)
 args = _common.parse(parser)
 epochs = 50 if args.full else 3 if args.quick else 10
 dataset = _common.load(args)
-x_train, x_test = dataset.x_train, dataset.x_test
+x_train, x_test = dataset.x_train, dataset.x_test  # on the host, for the figures and the distances below
 
 # %% The VAE, trained with minivae's training loop
 vae, config, _ = _common.fit("keras-sigma-mse", dataset, args, epochs, out=args.out / "vae")
@@ -45,11 +45,12 @@ grads = {f"encoder.{k}": v for k, v in encoder.grads.items()} | {f"decoder.{k}":
 optimizer = OPTIMIZERS[config["optimizer"]](params, lr=config["lr"])
 print(f"\nautoencoder: the same layers, {sum(p.size for p in params.values()):,} parameters (the VAE's count adds its "
       f"sigma head); {config['optimizer']} lr {config['lr']}, batch {config['batch_size']}, {epochs} epochs")
+train_device, test_device = backend.to_device(x_train), backend.to_device(x_test)  # beside the weights (a GPU's)
 for epoch in range(1, epochs + 1):
     order = seeds.generator(config["seed"], seeds.ORDER, epoch)  # the order the VAE was trained in
     total = 0.0
     for idx in data.batches(len(x_train), config["batch_size"], order):
-        x = x_train[idx]
+        x = train_device[backend.to_device(idx)]
         # forward: z = enc(x) is one point -- no mu and sigma, no sampling -- and x_hat = dec(z)
         x_hat = decoder.forward(encoder.forward(x))
         # loss L = (1/B) sum_b sum_d (x_hat_bd - x_bd)^2: the VAE's reconstruction term, and nothing else (no KL);
@@ -60,12 +61,21 @@ for epoch in range(1, epochs + 1):
         encoder.backward(decoder.backward(dx_hat), need_dx=False)
         optimizer.step(grads)
         total += float(err.sum())
-    test_err = losses.squared_error(decoder.forward(encoder.forward(x_test)), x_test, grad=False)[0].mean()
+    test_err = float(losses.squared_error(decoder.forward(encoder.forward(test_device)), test_device,
+                                          grad=False)[0].mean())
     print(f"autoencoder epoch {epoch:>3}/{epochs}  train {total / len(x_train):.2f}  test {test_err:.2f}")
 
 # %% Reconstruction: the autoencoder wins, as it should
-vae_codes, ae_codes = run_figures.encoder_means(vae, x_test), encoder.forward(x_test)  # mu for the VAE
-vae_err = losses.squared_error(vae.decode(vae_codes), x_test, grad=False)[0].mean()
+vae_codes = run_figures.encoder_means(vae, x_test)  # mu, as a NumPy array
+ae_codes = backend.to_numpy(encoder.forward(test_device))
+vae_decode = run_figures.host_decoder(vae)  # both decoders as the plots want them: NumPy z in, NumPy images out
+
+
+def ae_decode(z):
+    return backend.to_numpy(decoder.forward(backend.to_device(z)))
+
+
+vae_err = losses.squared_error(vae_decode(vae_codes), x_test, grad=False)[0].mean()
 print(f"\ntest reconstruction error (squared error per image, decoding the code; the VAE decodes mu):\n"
       f"  autoencoder {test_err:.2f}, VAE {vae_err:.2f}: the VAE gives up some detail for a regular code space")
 
@@ -82,12 +92,12 @@ paths = [plots.latent_scatter(vae_codes, dataset.y_test, args.out / "vae_latent_
 # %% Interpolation between the same two test images
 a = 0
 b = int(np.argmax(dataset.y_test != dataset.y_test[a]))  # the first test image of another class
-paths += [plots.interpolation(vae.decode, vae_codes[a], vae_codes[b], args.out / "vae_interpolation.png"),
-          plots.interpolation(decoder.forward, ae_codes[a], ae_codes[b], args.out / "ae_interpolation.png")]
+paths += [plots.interpolation(vae_decode, vae_codes[a], vae_codes[b], args.out / "vae_interpolation.png"),
+          plots.interpolation(ae_decode, ae_codes[a], ae_codes[b], args.out / "ae_interpolation.png")]
 
 # %% Generation: decode random z ~ N(0, I), the same z for both
 z = seeds.generator(args.seed, seeds.SAMPLES).standard_normal((100, latent), dtype=np.float32)
-vae_samples, ae_samples = vae.decode(z), decoder.forward(z)
+vae_samples, ae_samples = vae_decode(z), ae_decode(z)
 paths += [plots.image_grid(vae_samples, args.out / "vae_samples.png", title="VAE: 100 random z ~ N(0, I), decoded"),
           plots.image_grid(ae_samples, args.out / "ae_samples.png", title="Autoencoder: the same 100 z, decoded")]
 

@@ -16,6 +16,10 @@ def check_all(args):
     from minivae.checks.table import CHECKS
 
     backend.use_device(args.device)
+    if args.only:
+        CHECKS = [check for check in CHECKS if args.only.lower() in f"{check.group} {check.name}".lower()]
+        if not CHECKS:
+            raise cli.UsageError(f"--only {args.only}: no row of the table has that in its group or name")
     print(f"Every hand-written gradient against central differences (h = {STEP:g} unless a row says, float64, "
           f"{backend.name}).")
     print(f"verdict: the largest |a - n| / max(|a| + |n|, {SMALL_ENTRY:g} * the array's largest |a| + |n|) of "
@@ -48,6 +52,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minivae.gradcheck",
                                      description="Check every hand-written gradient against finite differences.")
     cli.add_device_option(parser)
+    parser.add_argument("--only", metavar="TEXT", help="check only the rows whose group or name contains TEXT "
+                                                       "(any case), e.g. --only relu")
     return cli.run(check_all, parser.parse_args(argv))
 
 

@@ -5,13 +5,19 @@ models/, checks/, run/, figures/, bench/, commands/ (train, evaluate and their f
 `python -m pytest --backend fake-cupy` runs every test on tests/fake_cupy.py, a strict stand-in for CuPy (no GPU
 needed): `backend.use("cupy")` loads it, and each test starts on it instead of NumPy. Only the modules that
 exercise array code run (BACKEND_SENSITIVE); tests marked `numpy_only` (about NumPy itself, e.g. its floating
-point warnings) are skipped.
+point warnings) are skipped. `python -m pytest --backend cupy` does the same on the real CuPy, on a machine with a
+GPU (scripts/gpu_check.py runs it so).
+
+The fused GPU kernels (minivae/core/kernels.py) run in the tests that take the `kernels_on` fixture, twice: on the
+stand-in with tests/kernel_emulator.py's ElementwiseKernel (the kernels compiled as C++ for the CPU; skipped
+without a C++ compiler), and on a real CuPy (skipped without a GPU).
 """
 
 import urllib.request
 from pathlib import Path
 
 import fake_cupy
+import kernel_emulator
 import numpy as np
 import pytest
 
@@ -28,26 +34,35 @@ BACKEND_SENSITIVE = {"test_backend.py", "test_layers.py", "test_losses.py", "tes
                      "test_optim.py", "test_gradcheck.py", "test_train.py", "test_checkpoint.py", "test_fake_cupy.py",
                      "test_conv.py", "test_conv_vae.py", "test_iwae.py",
                      "test_continuous_bernoulli.py", "test_conditional_vae.py", "test_m2.py", "test_train_labels.py",
-                     "test_conv_fast.py",
+                     "test_conv_fast.py", "test_kernels.py",
                      "test_gradcheck_mistakes.py", "test_explorer.py"}
+DEVICE_BACKENDS = ("fake-cupy", "cupy")  # the --backend values that start every test on CuPy (or its stand-in)
 
 
 def pytest_addoption(parser):
-    parser.addoption("--backend", choices=("numpy", "fake-cupy"), default="numpy",
-                     help="the array backend every test starts on: numpy, or fake-cupy (tests/fake_cupy.py, a "
-                          "strict stand-in for CuPy; runs only the backend-sensitive tests)")
+    parser.addoption("--backend", choices=("numpy", *DEVICE_BACKENDS), default="numpy",
+                     help="the array backend every test starts on: numpy, fake-cupy (tests/fake_cupy.py, a strict "
+                          "stand-in for CuPy) or cupy (the real one, on a GPU); the last two run only the "
+                          "backend-sensitive tests")
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "numpy_only: a test about NumPy itself, skipped under --backend fake-cupy")
+    config.addinivalue_line("markers", "numpy_only: a test about NumPy itself, skipped under --backend fake-cupy "
+                                       "and cupy")
     if config.getoption("--backend") == "fake-cupy":  # for the whole session, module-scoped fixtures included
         backend.import_cupy = lambda: fake_cupy
+    if config.getoption("--backend") in DEVICE_BACKENDS:
         backend.requested = "cupy"  # as MINIVAE_BACKEND=cupy: the commands run on it too
+        try:
+            backend.use("cupy")
+        except backend.BackendError as err:
+            pytest.exit(f"--backend {config.getoption('--backend')}: {err}", returncode=2)
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--backend") != "fake-cupy":
+    if config.getoption("--backend") not in DEVICE_BACKENDS:
         return
+
     def runs(item):
         return item.path.name in BACKEND_SENSITIVE
 
@@ -62,7 +77,7 @@ def pytest_collection_modifyitems(config, items):
 def start_backend(request):
     """Every test starts on the --backend's array module (NumPy by default) with a seeded generator, and leaves
     it that way."""
-    name = "cupy" if request.config.getoption("--backend") == "fake-cupy" else "numpy"
+    name = "cupy" if request.config.getoption("--backend") in DEVICE_BACKENDS else "numpy"
     backend.use(name, 0)
     yield
     backend.use(name, 0)
@@ -75,6 +90,26 @@ def gpu():
         backend.use("cupy", 0)
     except backend.BackendError as err:
         pytest.skip(f"no GPU backend here: {err}")
+    yield backend.xp
+
+
+@pytest.fixture(params=["emulated", "gpu"])
+def kernels_on(request, monkeypatch):
+    """The backend that runs the fused kernels, for one test: the CuPy stand-in with emulated kernels, then the real
+    CuPy. Each is skipped where it cannot run (no C++ compiler; no GPU, or the stand-in in its place)."""
+    if request.param == "emulated":
+        if request.config.getoption("--backend") == "fake-cupy":
+            pytest.skip("the emulated kernels run in the NumPy session (the same stand-in)")
+        if kernel_emulator.COMPILER is None:
+            pytest.skip("no C++ compiler to emulate CuPy's ElementwiseKernel")
+        monkeypatch.setattr(fake_cupy, "ElementwiseKernel", kernel_emulator.ElementwiseKernel, raising=False)
+        monkeypatch.setattr(backend, "import_cupy", lambda: fake_cupy)
+    try:
+        backend.use("cupy", 0)
+    except backend.BackendError as err:
+        pytest.skip(f"no GPU backend here: {err}")
+    if not hasattr(backend.xp, "ElementwiseKernel"):
+        pytest.skip("the CuPy stand-in is not a GPU")
     yield backend.xp
 
 

@@ -10,21 +10,47 @@ host and device as CuPy does:
   `a[numpy_index]`, `a[...] = numpy_array` raise, as CuPy's "Unsupported type <class 'numpy.ndarray'>" does;
 * reductions give 0-d device arrays, not NumPy scalars (`a.sum()` is a FakeArray; `float()` of it is fine,
   as on CuPy, where it waits for the GPU);
-* `random.default_rng(seed)` takes an int seed only (not a list, as NumPy's does), draws onto the device, draws
-  *other numbers* than NumPy's generator with the same seed, and its `bit_generator` has no `.state`.
+* a scalar integer index gives a 0-d *view*, as CuPy's does (NumPy gives a copy): `total = b[o]; total += 1`
+  writes into b. Iterating over an array gives views of its rows likewise;
+* floating-point errors never warn or raise, whatever `np.errstate` says: CuPy's kernels do not report them
+  (they just make inf and nan), and CuPy has no `errstate` of its own (`xp.errstate` is an AttributeError);
+* `random.default_rng(seed)` takes what CuPy's does (None, an int, a sequence of ints, a SeedSequence), draws
+  onto the device, and draws *other numbers* than NumPy's generator with the same seed. Its `bit_generator` is
+  CuPy's XORWOW as it is: `state` is a *method* that returns the address of the generator's state on the device,
+  so there is nothing to save or restore (and assigning `bit_generator.state = ...` silently does nothing).
 
 Stricter than CuPy, on purpose (minivae's rule is that library code calls `backend.xp`, never numpy, on arrays):
 CuPy lets `np.exp(a)` and `np.sum(a)` through to its own functions (NEP 13/18) and accepts a NumPy index array
 (copying it to the GPU at every call); this fake refuses all three. A NumPy *scalar* mixes freely, as in CuPy.
 
+What it cannot model:
+* time: every operation runs at once on the CPU, so nothing here says how fast a GPU would be, how many kernel
+  launches a step makes, or where a step waits for the device (`float(loss)`, a boolean mask's `a[mask]`);
+* CuPy's user kernels: there is no `ElementwiseKernel` (or RawKernel, ReductionKernel), so code that fuses
+  passes into one kernel (core/kernels.py) takes its plain path here. tests/kernel_emulator.py supplies an
+  ElementwiseKernel that compiles the kernel's CUDA C body as C++ on the CPU, for the tests that check them;
+* view and copy rules beyond the scalar index above: a FakeArray's slices, reshapes and transposes are views
+  exactly when NumPy's are, while CuPy may copy where NumPy does not (or the reverse) in corners minivae does
+  not rely on; the memory layout (strides, contiguity) of results may differ likewise;
+* the CUDA libraries: NVRTC (every CuPy kernel is compiled at its first use), cuBLAS (the matrix products),
+  cuRAND (the draws) and the driver are never loaded, so their absence or version cannot fail here
+  (tests/core/test_backend.py fakes those failures on purpose);
+* numerics: results are NumPy's bits; a GPU rounds sums in another order, and its exp, log, ... differ in the
+  last bits;
+* the rest of CuPy's API: only what minivae calls is known to behave; any other name of the namespace is
+  NumPy's function wrapped, which may accept arguments CuPy would refuse.
+
 The namespace is NumPy's, wrapped: `exp`, `zeros`, `einsum`, ... are NumPy's functions applied to the arrays
 inside, with `out=` honoured, and every NumPy array they return wrapped again. Only `asarray` and `array` take
 host data (that is CuPy's host-to-device copy).
 
-`python tests/fake_cupy.py minivae.gradcheck --device gpu` runs a minivae command on the fake.
+`python tests/fake_cupy.py minivae.gradcheck --device gpu` runs a minivae command (a module) on the fake, and
+`python tests/fake_cupy.py demos/002_latent_2d.py --quick` a script, as `python demos/002_latent_2d.py` would
+(the script's folder first on sys.path).
 """
 
 import numbers
+import os
 import runpy
 import sys
 import types
@@ -70,7 +96,8 @@ def _on_device(function, name):
     returned itself."""
     def call(*args, **kwargs):
         out = kwargs.get("out")
-        result = function(*_unwrap(args), **_unwrap(kwargs))
+        with np.errstate(all="ignore"):  # CuPy's kernels never warn about inf or nan
+            result = function(*_unwrap(args), **_unwrap(kwargs))
         if isinstance(out, FakeArray) and result is out._data:
             return out
         return _wrap(result)
@@ -142,10 +169,14 @@ class FakeArray:
         return len(self._data)
 
     def __iter__(self):
-        return (FakeArray(np.asarray(row)) for row in self._data)
+        return (self[i] for i in range(len(self)))  # views of the rows, as CuPy's are
 
     def __getitem__(self, key):
-        return _wrap(self._data[_unwrap(key)])
+        key = _unwrap(key)
+        result = self._data[key]
+        if isinstance(result, np.generic):  # NumPy copied one element out; CuPy gives a 0-d view of it
+            result = self._data[(*key, ...) if isinstance(key, tuple) else (key, ...)]
+        return _wrap(result)
 
     def __setitem__(self, key, value):
         self._data[_unwrap(key)] = _unwrap(value)
@@ -164,7 +195,8 @@ def _operator(name, in_place=False):
     numpy_operator = getattr(np.ndarray, name)
 
     def apply(self, *other):
-        result = numpy_operator(self._data, *_unwrap(other))
+        with np.errstate(all="ignore"):  # CuPy's kernels never warn about inf or nan
+            result = numpy_operator(self._data, *_unwrap(other))
         if result is NotImplemented:
             return result
         if in_place:
@@ -205,9 +237,14 @@ def asnumpy(a):
     return a.get() if isinstance(a, FakeArray) else np.asarray(a)
 
 
+NOT_IN_CUPY = {"errstate", "seterr", "geterr"}  # NumPy's floating-point error switches: CuPy has none
+
+
 def __getattr__(name):
     """Any other name of the cupy namespace: NumPy's types and constants as they are, NumPy's functions
     made to work on device arrays (`exp`, `zeros`, `einsum`, `maximum`, ...)."""
+    if name in NOT_IN_CUPY:
+        raise AttributeError(f"module 'cupy' has no attribute {name!r}")
     attribute = getattr(np, name)
     if isinstance(attribute, (type, np.dtype, types.ModuleType)) or not callable(attribute):
         return attribute
@@ -228,37 +265,49 @@ class _Device:
         pass
 
 
-cuda = types.SimpleNamespace(Device=_Device, runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+# One GPU, a CUDA 13.0 runtime and a driver that supports it (the numbers CuPy's runtime module reports).
+cuda = types.SimpleNamespace(Device=_Device, runtime=types.SimpleNamespace(
+    getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 13000))
 
 
 # ---- random numbers, drawn on the device
 
 
-class _BitGenerator:
-    """cupy.random's bit generators have no `.state` to save and restore, unlike NumPy's."""
+class XORWOW:
+    """cupy.random's default bit generator, as it is to its users: seeded through NumPy's SeedSequence like
+    NumPy's, but its state lives on the device. `state()` is a method returning the address of that state (an
+    int), not NumPy's dict of numbers: there is nothing to save in a checkpoint or to set back."""
+
+    def __init__(self, seed=None):
+        if isinstance(seed, FakeArray):
+            seed = seed.get()
+        self._seed_seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        # Another stream than np.random.default_rng(seed): a GPU run does not draw a CPU run's numbers.
+        self._numpy = np.random.default_rng([*self._seed_seq.generate_state(2), 0xC0DA])
+
+    def state(self):
+        return id(self._numpy)  # stands for the device pointer CuPy returns
 
 
 class Generator:
     """cupy.random.Generator's subset minivae may use: random, standard_normal, uniform, integers."""
 
-    def __init__(self, seed=None):
-        if seed is not None and not isinstance(seed, numbers.Integral):
-            raise TypeError(f"seed must be an int or None, not {type(seed).__name__} (CuPy takes no seed lists)")
-        # Another stream than np.random.default_rng(seed): a GPU run does not draw a CPU run's numbers.
-        self._numpy = np.random.default_rng(None if seed is None else [int(seed), 0xC0DA])
-        self.bit_generator = _BitGenerator()
+    def __init__(self, bit_generator):
+        self.bit_generator = bit_generator
 
     def random(self, size=None, dtype=np.float64, out=None):
-        return self._draw(self._numpy.random(size, dtype=dtype), out)
+        return self._draw(self.bit_generator._numpy.random(size, dtype=dtype), out)
 
     def standard_normal(self, size=None, dtype=np.float64, out=None):
-        return self._draw(self._numpy.standard_normal(size, dtype=dtype), out)
+        return self._draw(self.bit_generator._numpy.standard_normal(size, dtype=dtype), out)
 
     def uniform(self, low=0.0, high=1.0, size=None, dtype=np.float64):
-        return FakeArray(np.asarray(self._numpy.uniform(_unwrap(low), _unwrap(high), size), dtype=dtype))
+        values = self.bit_generator._numpy.uniform(_unwrap(low), _unwrap(high), size)
+        return FakeArray(np.asarray(values, dtype=dtype))
 
     def integers(self, low, high=None, size=None, dtype=np.int64, endpoint=False):
-        return FakeArray(np.asarray(self._numpy.integers(low, high, size, dtype=dtype, endpoint=endpoint)))
+        values = self.bit_generator._numpy.integers(low, high, size, dtype=dtype, endpoint=endpoint)
+        return FakeArray(np.asarray(values))
 
     @staticmethod
     def _draw(values, out):
@@ -268,13 +317,35 @@ class Generator:
         return out
 
 
-random = types.SimpleNamespace(default_rng=Generator, Generator=Generator)
+def default_rng(seed=None):
+    """cupy.random.default_rng: a Generator over XORWOW(seed); a Generator passes through, a bit generator is
+    wrapped."""
+    if isinstance(seed, Generator):
+        return seed
+    return Generator(seed if isinstance(seed, XORWOW) else XORWOW(seed))
 
 
-if __name__ == "__main__":  # python tests/fake_cupy.py MODULE [ARGS...]: run a minivae command on this fake CuPy
+random = types.SimpleNamespace(default_rng=default_rng, Generator=Generator, XORWOW=XORWOW)
+
+
+def run(target, args):
+    """Run a minivae command (a module name, as `python -m` does) or a script (a path ending in .py, as `python
+    script.py` does: its folder first on sys.path) with sys.argv = [target, *args], on this fake CuPy."""
     from minivae.core import backend
 
-    fake = sys.modules[__name__]  # taken now: run_module puts the command in __main__'s place
+    fake = sys.modules[__name__]  # taken now: run_module and run_path put the target in __main__'s place
     backend.import_cupy = lambda: fake
-    sys.argv = sys.argv[1:]
-    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+    if backend.requested == "cupy" and backend.name != "cupy":  # MINIVAE_BACKEND=cupy failed at import:
+        backend.use("cupy")  # the real CuPy was missing; the fake stands in
+    sys.argv = [target, *args]
+    if target.endswith(".py") or os.path.sep in target:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
+        runpy.run_path(target, run_name="__main__")
+    else:
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":  # python tests/fake_cupy.py MODULE_OR_SCRIPT [ARGS...]: run it on this fake CuPy
+    if len(sys.argv) < 2:
+        sys.exit("usage: python tests/fake_cupy.py MODULE_OR_SCRIPT [ARGS...]")
+    run(sys.argv[1], sys.argv[2:])

@@ -18,6 +18,10 @@ medians over repeats (so that a burst of load from elsewhere hits all of them al
 and what lies outside them; with `--against torch`, the same layer's forward and backward in PyTorch beside it
 (torch_twin.layer_times).
 
+On a GPU (`--device gpu`) it also splits the step by what the GPU does (kernel_split.py): how many kernels one
+step launches, how many of them are matrix products, and how long the GPU is busy with them; the rest of the step
+the GPU waits for Python and the launches. The same for PyTorch's step beside it.
+
 `--threads N` sets the threads of BLAS and of minivae's elementwise passes (core/threads.py) and
 torch.set_num_threads(N). On a machine where other busy processes share the cores, multithreaded figures
 can be many times slower (threads wait for each other): measure when it is quiet, and compare ratios.
@@ -29,7 +33,7 @@ import time
 
 import numpy as np
 
-from minivae.bench import torch_twin
+from minivae.bench import kernel_split, torch_twin
 from minivae.core import backend, threads
 from minivae.core.conv_fast import FastConv2D, FastConvTranspose2D
 from minivae.core.layers import Dense
@@ -236,19 +240,26 @@ def bench(args):
         print(f"torch step:   {torch_s * 1e3:8.3f} ms   {1 / torch_s:8.1f} steps/s   {batch / torch_s:8.0f} samples/s"
               f"   ({torch_side['adam']})")
         print(f"minivae/torch step ratio: {step_s / torch_s:.2f}")
+    if backend.is_gpu():
+        kernel_split.print_splits({"minivae": (step, step_s)} | ({"torch": (torch_side["step"], seconds["torch step"])}
+                                                                 if torch_side else {}), sync)
     if args.layers:
         print_layer_times(model, x, eps, args.repeats or 50, torch_side)
     epochs(model, adam, config, args, torch_side, x_train)
 
 
 def twin_contenders(model, config, x, eps, args):
-    """PyTorch's step and epoch for the same model, or None (with a note) when PyTorch cannot be imported."""
+    """PyTorch's step and epoch for the same model, or None (with a note) when PyTorch cannot be imported, or has
+    no CUDA while minivae runs on a GPU."""
     try:
         import torch
     except ImportError:
         print("(PyTorch is not installed: no comparison. `pip install -e .[bench]` installs it.)")
         return None
     device = "cuda" if backend.is_gpu() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        print(f"(PyTorch {torch.__version__} has no CUDA here: no comparison on the GPU.)")
+        return None
     if args.threads:
         torch.set_num_threads(args.threads)
     twin = torch_twin.torch_twin(model, device)

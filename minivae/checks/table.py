@@ -12,6 +12,9 @@ from finite_differences' check_layer, check_function or check_model. The rows co
     take every way round: by shifts (fewer output than input channels at stride 1), dx as a convolution, and
     col2im by phases;
   * a square Dense (so a missing transpose is wrong, not a shape error), losses at a scale != 1;
+  * the fast twins whose chains of passes are fused kernels on a GPU (losses_fast, gaussian_fast, layers_fast:
+    core/kernels.py), at the same hard points as the plain functions: on NumPy these rows check the plain
+    functions again, on CuPy (`--device gpu`) they check the kernels;
   * every model a config can build: the MLP for each recon x posterior x activation, two hidden layers,
     decoder_hidden != hidden, beta != 1, the convnet at a small size, the conditional VAE with each
     posterior and a density decoder, the K-sample objectives, the classifier and M2.
@@ -31,7 +34,18 @@ from typing import NamedTuple
 import numpy as np
 
 from minivae.checks.finite_differences import check_function, check_layer, check_model
-from minivae.core import backend, continuous_bernoulli, conv, conv_fast, gaussian, layers, layers_fast, losses
+from minivae.core import (
+    backend,
+    continuous_bernoulli,
+    conv,
+    conv_fast,
+    gaussian,
+    gaussian_fast,
+    layers,
+    layers_fast,
+    losses,
+    losses_fast,
+)
 from minivae.core.padding import conv_geometry
 from minivae.models import iwae, m2
 from minivae.models.classifier import mlp_classifier
@@ -112,15 +126,16 @@ def labels(rng, out):
     return backend.to_device(rng.integers(0, out.shape[1], len(out)))
 
 
-def loss_check(name, draw_out, h=None, scale=0.25, draw_target=pixels):
-    """losses.<name>(out, x, scale) against d(scale * sum nll)/dout, with data x from draw_target(rng, out)
-    (pixels in [0, 1], or labels). The function is looked up when the row runs, so a patched one is checked."""
+def loss_check(name, draw_out, h=None, scale=0.25, draw_target=pixels, module=losses):
+    """<module>.<name>(out, x, scale) against d(scale * sum nll)/dout, with data x from draw_target(rng, out)
+    (pixels in [0, 1], or labels); module: losses, or its fast twin losses_fast. The function is looked up when
+    the row runs, so a patched one is checked."""
     def run(rng, noise_aware):
         out = device(draw_out(rng))
         x = draw_target(rng, out)
 
         def value_and_grad(o):
-            nll, dout = getattr(losses, name)(o, x, scale=scale)
+            nll, dout = getattr(module, name)(o, x, scale=scale)
             return scale * nll, (dout,)
 
         return {"out": check_function(value_and_grad, [out], h=h, noise_aware=noise_aware)[0]}
@@ -141,13 +156,13 @@ def unlabelled_loss_check(shape=(5, 4)):
     return run
 
 
-def sampler_check(posterior, draw_scale):
+def sampler_check(posterior, draw_scale, posteriors=gaussian.POSTERIORS):
     """z = posterior.sample(mu, scale, eps) projected on R, against posterior.backward(R); mu, eps, R ~ N(0, 1),
-    all (4, 3), the scale from draw_scale."""
+    all (4, 3), the scale from draw_scale. posteriors: gaussian's, or gaussian_fast's."""
     def run(rng, noise_aware):
         mu, scale = device(rng.standard_normal((4, 3))), device(draw_scale(rng))
         eps, projection = device(rng.standard_normal((4, 3))), device(rng.standard_normal((4, 3)))
-        sampler = gaussian.POSTERIORS[posterior]()
+        sampler = posteriors[posterior]()
 
         def fn(m, s):
             return sampler.sample(m, s, eps=eps) * projection, sampler.backward(projection)
@@ -156,13 +171,14 @@ def sampler_check(posterior, draw_scale):
     return run
 
 
-def kl_check(posterior, draw_scale, h=None):
-    """The KL to N(0, I), (4,), and its two gradients; mu ~ N(0, 1) (4, 3), the scale (4, 3) from draw_scale."""
+def kl_check(posterior, draw_scale, h=None, posteriors=gaussian.POSTERIORS):
+    """The KL to N(0, I), (4,), and its two gradients; mu ~ N(0, 1) (4, 3), the scale (4, 3) from draw_scale.
+    posteriors: gaussian's, or gaussian_fast's."""
     def run(rng, noise_aware):
         mu, scale = device(rng.standard_normal((4, 3))), device(draw_scale(rng))
 
         def fn(m, s):
-            value, dmu, dscale = gaussian.POSTERIORS[posterior].kl(m, s)
+            value, dmu, dscale = posteriors[posterior].kl(m, s)
             return value, (dmu, dscale)
 
         return dict(zip(["mu", posterior], check_function(fn, [mu, scale], h=h, noise_aware=noise_aware)))
@@ -310,6 +326,8 @@ CHECKS = [
                                                                          both_sides((5, 6), 0.01, 2))),
     Check("layer", "ThreadedReLU, |x| in [0.01, 2], both signs", 7,
           layer_check(lambda rng: layers_fast.ThreadedReLU(), both_sides((5, 6), 0.01, 2))),
+    Check("layer", "FastReLU (fused backward on a GPU), |x| in [0.01, 2], both signs", 8,
+          layer_check(lambda rng: layers_fast.FastReLU(), both_sides((5, 6), 0.01, 2))),
     Check("layer", "Sigmoid, x in [-10, 10]", 4, layer_check(lambda rng: layers.Sigmoid(), uniform((5, 6), -10, 10))),
     Check("layer", "Tanh, x in [-3, 3]", 5, layer_check(lambda rng: layers.Tanh(), uniform((5, 6), -3, 3))),
     Check("layer", "Sequential 5-4-3 tanh", 6, layer_check(lambda rng: layers.mlp([5, 4, 3], "tanh", rng=rng,
@@ -330,11 +348,21 @@ CHECKS = [
     Check("loss", "softmax cross-entropy, logits in [-30, 30]", 36,
           loss_check("softmax_cross_entropy", uniform((5, 4), -30, 30), draw_target=labels)),
     Check("loss", "M2 unlabelled loss: dU/dlogits = q (c - U)", 37, unlabelled_loss_check()),
+    Check("loss", "bce_logits fused on a GPU (losses_fast), logits in [-40, 40]", 45,
+          loss_check("bce_logits", uniform((4, 7), -40, 40), module=losses_fast)),
+    Check("loss", "bce_probs fused on a GPU (losses_fast), p in [0.02, 0.98]", 46,
+          loss_check("bce_probs", uniform((4, 7), 0.02, 0.98), module=losses_fast)),
+    Check("loss", "bce_probs fused on a GPU (losses_fast) at the clip (h = 1e-9)", 47,
+          loss_check("bce_probs", shuffled(CLIP_EDGES, (4, 6)), h=1e-9, module=losses_fast)),
     Check("sampler", "z = mu + exp(logvar / 2) eps, logvar in [-6, 3]", 40,
           sampler_check("logvar", uniform((4, 3), -6, 3))),
     Check("sampler", "z = mu + sigma eps, |sigma| in [0.1, 2], both signs", 41,
           sampler_check("sigma", both_sides((4, 3), 0.1, 2))),
+    Check("sampler", "the logvar sampler fused on a GPU (gaussian_fast), logvar in [-6, 3]", 48,
+          sampler_check("logvar", uniform((4, 3), -6, 3), posteriors=gaussian_fast.POSTERIORS)),
     Check("KL", "KL [logvar], logvar in [-6, 3]", 42, kl_check("logvar", uniform((4, 3), -6, 3))),
+    Check("KL", "KL [logvar] fused on a GPU (gaussian_fast), logvar in [-6, 3]", 49,
+          kl_check("logvar", uniform((4, 3), -6, 3), posteriors=gaussian_fast.POSTERIORS)),
     Check("KL", "KL [sigma], |sigma| in [0.1, 2], both signs", 43, kl_check("sigma", both_sides((4, 3), 0.1, 2))),
     Check("KL", "KL [sigma] at its floor: sigma 0, |sigma| 3e-6..3e-5 (h = 1e-8)", 44,
           kl_check("sigma", zero_or_both_sides((4, 3), 3e-6, 3e-5), h=1e-8)),

@@ -74,7 +74,7 @@ def _split(a, below):
     xp = backend.xp
     r = xp.abs(a)
     small = r < below
-    r[small] = 1.0
+    xp.copyto(r, 1.0, where=small)  # r[small] = 1, without a boolean index (on a GPU that waits for the device)
     return r, xp.where(small, a, 0), small
 
 

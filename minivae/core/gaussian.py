@@ -37,10 +37,7 @@ class LogvarGaussian:
     def sample(self, mu, logvar, eps=None, rng=None):
         """z = mu + exp(0.5 logvar) * eps. eps ~ N(0, I) is drawn from rng (default: backend.rng) unless given,
         so a step can be replayed exactly. Returns z (B, latent)."""
-        if eps is None:
-            generator = backend.rng if rng is None else rng  # a NumPy generator's draws go to the device
-            eps = backend.to_device(generator.standard_normal(mu.shape, dtype=mu.dtype))
-        self.eps = eps
+        self.eps = eps = noise(mu, eps, rng)
         self.std = backend.xp.exp(0.5 * logvar)
         return mu + self.std * eps
 
@@ -93,10 +90,7 @@ class SigmaGaussian:
 
     def sample(self, mu, sigma, eps=None, rng=None):
         """z = mu + sigma * eps. Returns z (B, latent)."""
-        if eps is None:
-            generator = backend.rng if rng is None else rng  # a NumPy generator's draws go to the device
-            eps = backend.to_device(generator.standard_normal(mu.shape, dtype=mu.dtype))
-        self.eps = eps
+        self.eps = eps = noise(mu, eps, rng)
         return mu + sigma * eps
 
     def backward(self, dz):
@@ -134,6 +128,15 @@ class SigmaGaussian:
 
 
 POSTERIORS = {"logvar": LogvarGaussian, "sigma": SigmaGaussian}
+
+
+def noise(mu, eps=None, rng=None):
+    """The sampler's eps: as given, or drawn ~ N(0, I) in mu's shape and dtype from rng (default backend.rng; a
+    NumPy generator's draws are copied to the device)."""
+    if eps is not None:
+        return eps
+    generator = backend.rng if rng is None else rng
+    return backend.to_device(generator.standard_normal(mu.shape, dtype=mu.dtype))
 
 
 def log_prior(z):

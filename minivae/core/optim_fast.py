@@ -1,5 +1,6 @@
-"""optim.py's optimizers, faster: the same updates in cache-sized chunks, spread over threads. The same numbers as
-the plain ones (tests/core/test_optim.py holds them equal); the training command uses these.
+"""optim.py's optimizers, faster: on the CPU the same updates in cache-sized chunks, spread over threads; on the GPU
+each update one fused kernel. The same numbers as the plain ones (tests/core/test_optim.py and test_kernels.py hold
+them equal); the training command uses these.
 
 The updates are elementwise and memory-bound: a 650k-parameter Adam step reads and writes arrays of 2.6 MB, and
 NumPy makes one full pass over memory per operation. So here
@@ -12,10 +13,14 @@ NumPy makes one full pass over memory per operation. So here
      (a dead ReLU) has its moments decay geometrically into float32's subnormal range, where CPUs compute 10 to
      100 times slower; TINY is far below anything an update can feel. (This one changes the numbers, by less
      than 1e-30 per entry: until the first flush the plain optimizers agree with these bit for bit.)
-On CuPy each pass is one GPU kernel: no chunks, no threads. docs/speed.md has what each of these measured.
+On CuPy each of those passes would be one GPU kernel launch, ten per parameter array for Adam, and the launches
+would be the time. There each update is instead one kernel (core/kernels.py), written below beside the passes it
+fuses: every array read once and written once, the flush included; no chunks, no threads. Its arithmetic is the
+passes' own, in the same order, so it gives their float32 numbers bit for bit. docs/speed.md has what each of
+these measured.
 """
 
-from minivae.core import backend, threads
+from minivae.core import backend, kernels, threads
 from minivae.core.optim import SGD, Adam, RMSprop
 
 CHUNK = 1 << 16  # elements per chunk on the CPU: 256 KB of float32, so the 5 arrays of an update fit in L2
@@ -23,16 +28,25 @@ FLUSH_EVERY, TINY = 100, 1e-30
 
 
 class InChunks:
-    """Put before an optimizer class: its `update` then runs chunk by chunk on threads. The subclass writes
-    `update(p, g, *state, tmp)`, the plain update with `tmp` a scratch array of the chunk's size."""
+    """Put before an optimizer class: its `update` then runs chunk by chunk on threads, or as one kernel per
+    parameter array where the backend compiles kernels (CuPy). The subclass writes `update(p, g, *state, tmp)`,
+    the plain update with `tmp` a scratch array of the chunk's size, and `fused_update(p, g, *state,
+    flush_below)`, the same update as one kernel that first sets the state's entries below flush_below to 0."""
 
     _planned_for, _tasks = None, ()
 
     def update_all(self, grads):
-        if self.t % FLUSH_EVERY == 0:  # counted by t, so that a resumed run flushes at the same steps
+        flush = self.t % FLUSH_EVERY == 0  # counted by t, so that a resumed run flushes at the same steps
+        if kernels.available():
+            for name, param in self.params.items():
+                self.fused_update(param, grads[name], *(self.state[s][name] for s in self.state_names),
+                                  TINY if flush else 0.0)  # |x| < 0 never holds: no flush
+            return
+        if flush:
             for arrays in self.state.values():
                 for a in arrays.values():
-                    a[backend.xp.abs(a) < TINY] = 0
+                    # a[abs(a) < TINY] = 0, without a boolean index: on a GPU that waits for the device
+                    backend.xp.copyto(a, 0, where=backend.xp.abs(a) < TINY)
         threads.run(self._plan(grads))
 
     def _plan(self, grads):
@@ -72,13 +86,23 @@ class InChunks:
 
 
 class FastSGD(InChunks, SGD):
-    """SGD.update with no temporary array."""
+    """SGD.update with no temporary array, or as one kernel."""
 
     def update(self, p, g, velocity, tmp):
         velocity *= self.momentum
         velocity += g
         backend.xp.multiply(velocity, self.lr, out=tmp)
         p -= tmp
+
+    def fused_update(self, p, g, velocity, flush_below):
+        SGD_KERNEL(g, self.momentum, self.lr, flush_below, p, velocity)
+
+
+SGD_KERNEL = kernels.Kernel("T g, T momentum, T lr, T flush_below", "T p, T velocity", """
+    if (fabs(velocity) < flush_below) velocity = T(0);
+    velocity = velocity * momentum + g;
+    p -= velocity * lr;
+""", "minivae_sgd")
 
 
 class FastRMSprop(InChunks, RMSprop):
@@ -96,6 +120,16 @@ class FastRMSprop(InChunks, RMSprop):
         tmp *= self.lr
         p -= tmp
 
+    def fused_update(self, p, g, v, flush_below):
+        RMSPROP_KERNEL(g, 1 - self.rho, self.lr, self.eps, flush_below, p, v)
+
+
+RMSPROP_KERNEL = kernels.Kernel("T g, T one_minus_rho, T lr, T eps, T flush_below", "T p, T v", """
+    if (fabs(v) < flush_below) v = T(0);
+    v += (g * g - v) * one_minus_rho;
+    p -= g / (sqrt(v) + eps) * lr;
+""", "minivae_rmsprop")
+
 
 class FastAdam(InChunks, Adam):
     """Adam.update with no temporary array: its 10 passes, each into M, V, p or the scratch array."""
@@ -112,6 +146,19 @@ class FastAdam(InChunks, Adam):
         xp.divide(M, tmp, out=tmp)
         tmp *= self.lr_t
         p -= tmp
+
+    def fused_update(self, p, g, M, V, flush_below):
+        ADAM_KERNEL(g, self.beta1, self.beta2, self.lr_t, self.eps_t, flush_below, p, M, V)
+
+
+# The 10 passes of FastAdam.update in one kernel, in their order (so with their roundings), after the flush.
+ADAM_KERNEL = kernels.Kernel("T g, T beta1, T beta2, T lr_t, T eps_t, T flush_below", "T p, T M, T V", """
+    if (fabs(M) < flush_below) M = T(0);
+    if (fabs(V) < flush_below) V = T(0);
+    M = M * beta1 + g;
+    V = V * beta2 + g * g;
+    p -= M / (sqrt(V) + eps_t) * lr_t;
+""", "minivae_adam")
 
 
 OPTIMIZERS = {"adam": FastAdam, "rmsprop": FastRMSprop, "sgd": FastSGD}

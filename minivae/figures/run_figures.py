@@ -26,8 +26,9 @@ def class_names(dataset_name):
     return FASHION_CLASSES if dataset_name == "fashion-mnist" else None
 
 
-def _decoder(model):
-    """model.decode as plots wants it: NumPy float32 z in, NumPy pixel means out."""
+def host_decoder(model):
+    """model.decode as plots wants it, on either backend: NumPy float32 z (n, latent) in, NumPy pixel means
+    (n, D) out."""
     return lambda z: backend.to_numpy(model.decode(backend.to_device(z)))
 
 
@@ -49,7 +50,7 @@ def write_figures(model, kind, dataset, history, frames, folder, seed):
     if kind.conditioned:
         return write_labelled_figures(model, kind, dataset, history, frames, folder, seed)
     x, y = dataset.x_test, dataset.y_test
-    decode = _decoder(model)
+    decode = host_decoder(model)
     names = class_names(dataset.name)
     paths = [plots.reconstructions(x[:10], backend.to_numpy(model.reconstruct(backend.to_device(x[:10]))),
                                    folder / "reconstructions.png")]

@@ -13,6 +13,7 @@ import numpy as np
 
 from minivae.core import backend
 from minivae.core.layers import mlp
+from minivae.core.layers_fast import ACTIVATIONS
 from minivae.core.losses import log_softmax, softmax_cross_entropy
 from minivae.core.optim_fast import FastAdam
 
@@ -54,7 +55,7 @@ def mlp_classifier(input_dim=784, hidden=(500,), classes=10, activation="relu", 
                    dtype="float32"):
     """input_dim -> hidden... -> classes logits (no activation on the last layer). hidden=() gives a softmax
     regression: one Dense layer. init as in layers.mlp (None: He before a ReLU, LeCun-normal elsewhere)."""
-    return Classifier(mlp([input_dim, *hidden, classes], activation, None, init, rng, dtype), classes)
+    return Classifier(mlp([input_dim, *hidden, classes], activation, None, init, rng, dtype, ACTIVATIONS), classes)
 
 
 def accuracy(model, x, y, batch_size=EVAL_BATCH):

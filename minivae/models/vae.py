@@ -9,6 +9,9 @@ One batch, forward then backward (the same path in reverse):
 `step(x)` runs both passes and leaves every gradient in `grads`, under the same names as `params`
 ('encoder.0.W', 'mu.b', 'decoder.2.W', ...). The optimizer then updates `params` in place.
 `mlp_vae()` builds the classic 784-400-20 ReLU MLP VAE with a Bernoulli decoder; convnet.py builds the convnet.
+The sampler, the Bernoulli losses and the MLPs' ReLU come from the fast twins (core/gaussian_fast.py, losses_fast,
+layers_fast): on NumPy they are the plain formulas of gaussian.py, losses.py and layers.py, on CuPy each chain of
+elementwise passes is one fused kernel (core/kernels.py).
 
 Conditioned on a class. With `classes=K`, the VAE is a conditional VAE (Kingma et al. 2014): the one-hot class y
 is joined to the encoder's input and to the decoder's, q(z|x,y) and p(x|z,y), and its loss is the -ELBO of
@@ -33,9 +36,12 @@ import numbers
 from typing import NamedTuple
 
 from minivae.core import backend, continuous_bernoulli
-from minivae.core.gaussian import POSTERIORS, log_prior
+from minivae.core.gaussian import log_prior
+from minivae.core.gaussian_fast import POSTERIORS
 from minivae.core.layers import Dense, mlp, sigmoid
-from minivae.core.losses import LOGIT_RECONSTRUCTIONS, RECONSTRUCTIONS, gaussian_nll_constant
+from minivae.core.layers_fast import ACTIVATIONS as FAST_ACTIVATIONS
+from minivae.core.losses import LOGIT_RECONSTRUCTIONS, gaussian_nll_constant
+from minivae.core.losses_fast import RECONSTRUCTIONS
 
 
 class Loss(NamedTuple):
@@ -258,7 +264,8 @@ def mlp_vae(input_dim=784, hidden=(400,), latent=20, activation="relu", posterio
     decoder_hidden = tuple(reversed(hidden)) if decoder_hidden is None else tuple(decoder_hidden)
     out_activation = None if recon in LOGIT_RECONSTRUCTIONS else "sigmoid"
     # Built in this order (encoder, decoder, then the VAE's heads), so a seed always gives the same weights.
-    encoder = mlp([input_dim + classes, *hidden], activation, activation, init, rng, dtype)
-    decoder = mlp([latent + classes, *decoder_hidden, input_dim], activation, out_activation, init, rng, dtype)
+    encoder = mlp([input_dim + classes, *hidden], activation, activation, init, rng, dtype, FAST_ACTIVATIONS)
+    decoder = mlp([latent + classes, *decoder_hidden, input_dim], activation, out_activation, init, rng, dtype,
+                  FAST_ACTIVATIONS)
     return VAE(encoder, decoder, features=hidden[-1], latent=latent, posterior=posterior, recon=recon, beta=beta,
                classes=classes, head_init="lecun" if init is None else init, rng=rng, dtype=dtype)

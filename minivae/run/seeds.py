@@ -40,8 +40,8 @@ def generator(seed, purpose, epoch=0):
 
 
 def device_generator(seed, purpose, epoch=0):
-    """A generator of the backend in use (NumPy or CuPy) for one purpose. CuPy's wants one integer seed, so
-    the (seed, epoch, purpose) triple is hashed into one by NumPy's SeedSequence."""
+    """A generator of the backend in use (NumPy or CuPy) for one purpose, seeded with one integer: the (seed,
+    epoch, purpose) triple hashed into one by NumPy's SeedSequence (both backends' default_rng take it alike)."""
     return backend.default_rng(int(np.random.SeedSequence([seed, epoch, purpose]).generate_state(1)[0]))
 
 

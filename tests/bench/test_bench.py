@@ -4,12 +4,14 @@ same loss as minivae's model (it measures; no test here times anything)."""
 import re
 import sys
 
+import fake_cupy
 import numpy as np
 import pytest
 
 from minivae.bench import __main__ as bench_command
-from minivae.bench import timing
+from minivae.bench import kernel_split, timing
 from minivae.bench.torch_twin import torch_twin
+from minivae.core import backend
 from minivae.run import data, presets
 
 SMALL = ["--repeats", "1", "--inner", "1", "--epoch-repeats", "1"]
@@ -158,3 +160,28 @@ def test_the_floor_runs_every_matrix_product_of_a_step_once(preset, n_products, 
     floor()
     assert len(shapes) == n_products
     assert all(a[1] == b[0] for a, b in shapes)  # each one a well-formed product
+
+
+def test_the_kernel_split_sorts_a_steps_device_events_into_products_kernels_and_copies():
+    events = [("ampere_sgemm_64x32_sliced1x4_nn", 30.0), ("cupy_add", 2.0), ("minivae_adam", 4.0),
+              ("void cutlass::Kernel2<cutlass_80_tensorop_s1688gemm>(Params)", 50.0),
+              ("Memcpy DtoH (Device -> Pageable)", 6.0), ("Memset (Device)", 1.0)] * 2  # two calls of the step
+    split = kernel_split.split_kernels(events, calls=2)
+    assert split == {"launches": 6, "products": 2, "copies": 2, "products_s": pytest.approx(80e-6),
+                     "kernels_s": pytest.approx(6e-6), "copies_s": pytest.approx(7e-6)}
+    line = kernel_split.split_line("minivae", split, step_s=200e-6)
+    assert line == ("kernels per step, minivae: 6 launches (2 products, 2 copies); the GPU is busy 0.093 ms (products "
+                    "0.080, other kernels 0.006, copies 0.007) and waits 0.107 ms of the 0.200 ms step for Python and "
+                    "the launches")
+
+
+def test_on_the_cupy_stand_in_the_bench_says_what_it_cannot_measure(capsys, monkeypatch):
+    monkeypatch.setattr(backend, "import_cupy", lambda: fake_cupy)
+    monkeypatch.setattr(timing, "_syncs", [])
+    bench_command.main(["--device", "gpu", "--against", "torch", "--batch-size", "8", "--hidden", "16", "--latent",
+                        "2", *SMALL])
+    out = capsys.readouterr().out
+    assert re.search(r"batch 8, Adam lr [\d.e-]+, cupy float32", out) and "step/floor ratio" in out
+    if "torch" in sys.modules:  # PyTorch installed, without CUDA here
+        assert "has no CUDA here: no comparison on the GPU" in out
+    assert "kernels per step: (PyTorch with CUDA is needed to count them: its profiler does)" in out

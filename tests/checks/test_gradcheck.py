@@ -150,3 +150,16 @@ def test_command_exits_non_zero_when_a_gradient_is_wrong(monkeypatch, capsys):
     monkeypatch.setattr(layers.Tanh, "backward", lambda self, dout, need_dx=True: 1.1 * original(self, dout))
     assert gradcheck.main([]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_only_checks_the_rows_it_names(capsys):
+    assert gradcheck.main(["--only", "relu"]) == 0
+    out = capsys.readouterr().out
+    rows = [check for check in CHECKS if "relu" in f"{check.group} {check.name}".lower()]
+    assert f"{len(rows)} checks in" in out and 0 < len(rows) < len(CHECKS)
+    assert all(check.name in out for check in rows)
+
+
+def test_only_with_no_matching_row_is_a_one_line_error(capsys):
+    assert gradcheck.main(["--only", "no-such-row"]) == 2
+    assert "error: --only no-such-row: no row of the table has that in its group or name" in capsys.readouterr().err

@@ -4,6 +4,10 @@ Each test plants one mistake: it takes the source of one real function of the li
 code (exactly one occurrence) with a mistaken version, compiles it in the function's own module and
 monkeypatches it in. Then the table of `python -m minivae.gradcheck` must have a failing row. The test ids
 name the mistakes; the planted code reads as the list of what the checker guards against.
+
+Where the backend compiles fused kernels (a GPU, or the stand-in with emulated kernels: the `kernels_on`
+fixture), the fast twins run those instead of some plain code, so a mistake is planted in a kernel's CUDA C too
+(KERNEL_MISTAKES), and the plain mistakes whose code does not run there (CPU_ONLY) are skipped.
 """
 
 import importlib
@@ -16,6 +20,7 @@ import pytest
 from minivae import gradcheck
 from minivae.checks.finite_differences import passes, run_check
 from minivae.checks.table import CHECKS
+from minivae.core import gaussian_fast, kernels, layers_fast, losses_fast
 
 
 class Mistake(NamedTuple):
@@ -152,6 +157,31 @@ MISTAKES = [
 ]
 
 
+# The CPU's own paths: on a backend with kernels the fused kernel runs instead (its mistakes are below)
+CPU_ONLY = {"threaded-relu-mask-always-true"}
+
+
+class KernelMistake(NamedTuple):
+    id: str
+    module: object  # where the kernel is defined, as module.<name>
+    name: str
+    correct: str
+    mistaken: str
+
+
+KERNEL_MISTAKES = [
+    KernelMistake("relu-kernel-mask-always-true", layers_fast, "RELU_BACKWARD", "out > T(0)", "out >= T(0)"),
+    KernelMistake("bce-logits-kernel-gradient-without-the-scale", losses_fast, "BCE_LOGITS", ") * scale;", ");"),
+    KernelMistake("bce-logits-kernel-gradient-wrong-sign", losses_fast, "BCE_LOGITS", "exp(a - softplus) - x",
+                  "x - exp(a - softplus)"),
+    KernelMistake("bce-probs-kernel-clip-keeps-the-gradient", losses_fast, "BCE_PROBS", " * T(p == c)", ""),
+    KernelMistake("logvar-sampler-kernel-missing-factor-0.5", gaussian_fast, "SAMPLE_BACKWARD", "T(0.5) * std",
+                  "std"),
+    KernelMistake("logvar-kl-kernel-gradient-exp(logvar)-not-0.5(exp(logvar)-1)", gaussian_fast, "KL",
+                  "dlogvar = T(0.5) * (var - T(1));", "dlogvar = var;"),
+]
+
+
 def plant(monkeypatch, mistake):
     """Monkeypatch mistake.target with its source, `correct` replaced by `mistaken`."""
     parts = mistake.target.split(".")
@@ -187,7 +217,19 @@ def test_the_table_passes_without_a_planted_mistake():
 
 @pytest.mark.parametrize("mistake", MISTAKES, ids=[m.id for m in MISTAKES])
 def test_the_table_catches_a_planted_mistake(monkeypatch, mistake):
+    if mistake.id in CPU_ONLY and kernels.available():
+        pytest.skip("this backend runs a fused kernel instead of this code")
     plant(monkeypatch, mistake)
+    assert first_failing_row() is not None, f"no row of the table catches {mistake.id}"
+
+
+@pytest.mark.parametrize("mistake", KERNEL_MISTAKES, ids=[m.id for m in KERNEL_MISTAKES])
+def test_the_table_catches_a_mistake_planted_in_a_fused_kernel(kernels_on, monkeypatch, mistake):
+    kernel = getattr(mistake.module, mistake.name)
+    assert kernel.body.count(mistake.correct) == 1, f"{mistake.name} should contain {mistake.correct!r} once"
+    mistaken = kernels.Kernel(kernel.inputs, kernel.outputs, kernel.body.replace(mistake.correct, mistake.mistaken),
+                              kernel.name + "_mistaken")
+    monkeypatch.setattr(mistake.module, mistake.name, mistaken)
     assert first_failing_row() is not None, f"no row of the table catches {mistake.id}"
 
 

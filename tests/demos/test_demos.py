@@ -1,7 +1,9 @@
 """The demos run end to end, as a student starts them: `python demos/X.py --quick --out DIR` in a subprocess.
 
 --quick trains for a few seconds on data.tiny_dataset, so nothing here needs a dataset file or the network.
-Each demo must exit 0, print the numbers it is about, and write its figures as non-empty PNG or GIF files.
+Each demo must exit 0, print the numbers it is about, and write its figures as non-empty PNG or GIF files:
+on NumPy, and on the CuPy stand-in (`MINIVAE_BACKEND=cupy python tests/fake_cupy.py demos/X.py --quick`), where
+a host array handed to the model, or a device array handed to NumPy, SciPy or matplotlib, fails as on a GPU.
 """
 
 import os
@@ -13,6 +15,8 @@ import pytest
 from conftest import REPO
 
 DEMOS = REPO / "demos"
+FAKE = REPO / "tests" / "fake_cupy.py"
+BACKENDS = ("numpy", "fake-cupy")
 MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".gif": b"GIF8"}
 # One BLAS thread per process: two cores shared by threaded BLAS calls thrash (the conv demo runs 10x slower).
 ENV = os.environ | {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -66,18 +70,24 @@ CASES = {
 }
 
 
-def run_demo(script, *args, timeout=90):
-    result = subprocess.run([sys.executable, str(DEMOS / script), *args], cwd=REPO, env=ENV, capture_output=True,
-                            text=True, timeout=timeout)
-    assert result.returncode == 0, (f"{script} exited {result.returncode}:\n{result.stdout[-2000:]}\n"
+def run_demo(script, *args, backend="numpy", timeout=90):
+    """Run demos/script with args on `backend`: NumPy, or the CuPy stand-in as MINIVAE_BACKEND=cupy would pick
+    a real CuPy. Returns what it printed; it must exit 0."""
+    if backend == "numpy":
+        command, env = [sys.executable, str(DEMOS / script)], ENV | {"MINIVAE_BACKEND": "numpy"}
+    else:
+        command, env = [sys.executable, str(FAKE), str(DEMOS / script)], ENV | {"MINIVAE_BACKEND": "cupy"}
+    result = subprocess.run([*command, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (f"{script} on {backend} exited {result.returncode}:\n{result.stdout[-2000:]}\n"
                                     f"{result.stderr[-3000:]}")
     return result.stdout
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("script", sorted(CASES))
-def test_demo_runs_quick(script, tmp_path):
+def test_demo_runs_quick(script, backend, tmp_path):
     out = tmp_path / "out"
-    printed = run_demo(script, "--quick", "--out", str(out))
+    printed = run_demo(script, "--quick", "--out", str(out), backend=backend)
     patterns, figures = CASES[script]
     for pattern in patterns:
         assert re.search(pattern, printed), f"{script} did not print /{pattern}/:\n{printed}"
@@ -96,8 +106,9 @@ def test_anomaly_auc_is_a_probability(tmp_path):
     assert "class 3 (3)" in printed
 
 
-def test_step_through():
-    printed = run_demo("step_through.py", timeout=60)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_through(backend):
+    printed = run_demo("step_through.py", backend=backend, timeout=60)
     assert "the same gradients" in printed
 
 
