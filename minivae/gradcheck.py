@@ -48,7 +48,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minivae.gradcheck",
                                      description="Check every hand-written gradient against finite differences.")
     cli.add_device_option(parser)
-    return cli.run(check_all, parser.parse_args(argv))
+    return cli.run(check_all, parser.parse_args(argv), keep_handlers=argv is None)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def bench_command(args):
 
 def main(argv=None):
     """Entry point of `python -m minivae.bench`. Returns the exit code."""
-    return cli.run(bench_command, build_parser().parse_args(argv))
+    return cli.run(bench_command, build_parser().parse_args(argv), keep_handlers=argv is None)
 
 
 if __name__ == "__main__":
