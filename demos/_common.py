@@ -16,9 +16,16 @@ SIGTERM, SIGHUP) with one line and exit 130, as they end the commands (cli.repor
 while training saves the current step: minivae/faults.py).
 """
 
+# ruff: noqa: E402 (the stop handling comes first: minivae/run/stops.py)
+import sys
+
+from minivae.run import stops
+
+if "ipykernel" not in sys.modules:  # (a notebook kernel handles Ctrl-C itself)
+    stops.early()  # a stop while the rest loads: one line, exit 130
+
 import argparse
 import atexit
-import sys
 from pathlib import Path
 
 from minivae import cli, faults
@@ -85,6 +92,7 @@ def claim(folder):
 
 
 def _release():
+    stops.ignore_from_now()  # the demo is ending: nothing is left to stop
     for held in reversed(list(_claims.values())):  # inner folders first, so that an empty outer one can go too
         held.release()
     _claims.clear()

@@ -7,6 +7,12 @@ It needs only the dataset's two test files, found where the run found its data (
 unless --data-dir says otherwise. run/metrics.py says what the two numbers mean.
 """
 
+# ruff: noqa: E402 (the stop handling comes first: run/stops.py)
+from minivae.run import stops
+
+if __name__ == "__main__":
+    stops.early()  # a stop while the rest loads: one line, exit 130
+
 import argparse
 import sys
 

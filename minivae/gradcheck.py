@@ -2,6 +2,12 @@
 and exit 1 if any row fails (checks/finite_differences.py says how a row passes; checks/table.py what the rows are).
 """
 
+# ruff: noqa: E402 (the stop handling comes first: run/stops.py)
+from minivae.run import stops
+
+if __name__ == "__main__":
+    stops.early()  # a stop while the rest loads: one line, exit 130
+
 import argparse
 import sys
 import time

@@ -20,6 +20,12 @@ on stderr (exit 2), found before training starts wherever it can be; one found l
 kept and how to go on.
 """
 
+# ruff: noqa: E402 (the stop handling comes first: run/stops.py)
+from minivae.run import stops
+
+if __name__ == "__main__":
+    stops.early()  # a stop while the rest loads: one line, exit 130
+
 import argparse
 import sys
 from datetime import datetime

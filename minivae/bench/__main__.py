@@ -7,6 +7,12 @@
 timing.py says what is timed and how; torch_twin.py is the same model in PyTorch.
 """
 
+# ruff: noqa: E402 (the stop handling comes first: run/stops.py)
+from minivae.run import stops
+
+if __name__ == "__main__":
+    stops.early()  # a stop while the rest loads: one line, exit 130
+
 import argparse
 import sys
 

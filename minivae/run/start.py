@@ -107,6 +107,9 @@ def recorded_data_folder(ckpt):
     """The folder a checkpoint's run read its data from, if the checkpoint says and it is still there; else None
     (then the usual places are searched: download.py)."""
     folder = ckpt.extra.get("data_folder")
+    if not isinstance(folder, (str, type(None))):
+        raise checkpoint.CheckpointError(f"{ckpt.path}: its data folder is not a path; it was written by another "
+                                         f"version of minivae, or edited")
     return folder if folder and Path(folder).is_dir() else None
 
 

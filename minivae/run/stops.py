@@ -15,14 +15,17 @@ run. What a signal does depends on what the program is doing:
 
 Only one KeyboardInterrupt is ever in flight, so the code that handles a stop is never cut by another one, and
 what it says about the files on disk is what they hold. A program started from the command line keeps the
-handler until it exits (a signal while Python shuts down is ignored, not a death by signal); called from Python
-(the tests), `handled()` puts the previous handlers back.
+handler until it exits, and ignores signals once it is ending (a signal while Python shuts down is not a death by
+signal); called from Python (the tests), `handled()` puts the previous handlers back.
 
 Plain state at module level: a process has one set of signal handlers. Without `handled()` (a library user's
 own program) nothing here changes what a signal does, and `whole()` blocks cost a counter.
 """
 
+import atexit
+import os
 import signal
+import sys
 from contextlib import contextmanager
 
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -37,7 +40,7 @@ _settled = False  # the stop is being said: ignore everything
 
 def _handler(signum, frame):
     global _armed, _missed
-    if _settled:
+    if _settled or sys.is_finalizing():
         return
     if _watched is not None and not _watched.stop_requested:
         _watched.stop_requested = True  # the loop stops between two steps
@@ -47,6 +50,25 @@ def _handler(signum, frame):
         return
     _armed, _missed = False, False
     raise KeyboardInterrupt
+
+
+def early():
+    """A program's first line, before it loads the rest of minivae (NumPy and Matplotlib take a good part of a
+    second): until its own handling begins (`handled`, `install_for_good`), a stop ends it at once with one line
+    and exit 130 -- nothing has been written yet."""
+    try:
+        for sig in SIGNALS:
+            signal.signal(sig, _stop_at_once)
+    except ValueError:  # not the main thread
+        pass
+
+
+def _stop_at_once(signum, frame):
+    try:
+        sys.stderr.write("interrupted; nothing was written\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
 
 
 def _install():
@@ -73,18 +95,34 @@ def handled(keep=False):
         yield
     finally:
         _settled = True
-        if not keep:
+        if keep:
+            ignore_from_now()
+        else:
             for sig, old in previous.items():
                 signal.signal(sig, old if old is not None else signal.SIG_DFL)
             _installed, _watched, _settled = False, None, False
 
 
 def install_for_good():
-    """For a script (the demos): the handler from now until the process exits."""
+    """For a script (the demos): the handler from now until the process exits; from the moment it begins to exit,
+    every signal is ignored (`ignore_from_now`)."""
     try:
         _install()
     except ValueError:  # not the main thread
-        pass
+        return
+    atexit.register(ignore_from_now)
+
+
+def ignore_from_now():
+    """The program is ending: ignore the three signals to its very end. (SIG_IGN rather than the handler: Python
+    puts the default action back for its own handlers as it shuts down, and SIGTERM would then kill a program
+    that has said everything.)"""
+    global _settled
+    if not _installed:  # (a program that does not handle stops this way keeps its own handlers)
+        return
+    _settled = True
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 @contextmanager

@@ -139,10 +139,10 @@ def _state_problem(ckpt):
         return f"its running sums {totals!r:.60} are not what a run keeps"
     if not number(ckpt.extra.get("seconds", 0.0)):
         return "its seconds are not a number"
-    if ckpt.step:
+    if ckpt.rng_state is not None or ckpt.step:  # mid-epoch the loop goes on from it; at an epoch's end it is None
         try:
             seeds.generator(0, seeds.NOISE).bit_generator.state = ckpt.rng_state
-        except (ValueError, TypeError, KeyError) as err:
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
             return f"its noise generator state cannot be restored ({one_line(err)})"
     for name, count in (("samples", progress.PROGRESS_SAMPLES), ("reconstructions", progress.PROGRESS_IMAGES)):
         frames = ckpt.arrays.get(f"frames_{name}")

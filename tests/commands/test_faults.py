@@ -13,10 +13,12 @@ checkpoint with NaN weights, 130 for a stop (Ctrl-C, SIGTERM, SIGHUP) that saved
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +27,17 @@ import numpy as np
 import pytest
 from conftest import REPO, write_dataset
 
-from minivae import cli, evaluate, train
+from minivae import cli, evaluate, gradcheck, train
+from minivae.bench import __main__ as bench
+from minivae.bench import timing
 from minivae.figures import run_figures
 from minivae.models import vae
-from minivae.run import checkpoint, data, files, training
+from minivae.run import checkpoint, data, download, files, start, training
 
 N_TRAIN, N_TEST, BATCH = 64, 16, 16  # 4 steps per epoch
-COMMANDS = {"train": train.main, "evaluate": evaluate.main}
+COMMANDS = {"train": train.main, "evaluate": evaluate.main, "bench": bench.main, "gradcheck": gradcheck.main}
 SMALL = ["--hidden", "16", "--latent", "2", "--batch-size", str(BATCH), "--eval-samples", "2", "--no-plots"]
+LABELLED = {"cvae": ["--preset", "cvae"], "m2": ["--preset", "m2", "--labels", "20"]}  # 20 labels: 44 unlabelled
 
 
 @pytest.fixture(autouse=True)
@@ -53,9 +58,31 @@ def finished(tiny, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def labelled_runs(tiny, tmp_path_factory):
+    """A finished epoch of the conditional VAE and of M2, whose data fingerprints cover labels."""
+    runs = {}
+    for name, preset in LABELLED.items():
+        runs[name] = tmp_path_factory.mktemp(name) / "run"
+        assert train.main(["--data-dir", str(tiny), "--out", str(runs[name]), "--epochs", "1", *preset, *SMALL]) == 0
+    return runs
+
+
+@pytest.fixture(scope="module")
+def stopped(tiny, tmp_path_factory):
+    """A run stopped by SIGTERM at epoch 2, step 2: a checkpoint saved mid-epoch (with its noise generator)."""
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fail_at_step(6, signal_self(signal.SIGTERM))(World(out.parent, tiny, out, monkeypatch))
+        assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "2", *SMALL]) == 130
+    assert checkpoint.load(out).step == 2
+    return out
+
+
 @dataclass
 class World:
-    """What a case's setup and command line may use: its own folder, the data, a copy of a finished run."""
+    """What a case's setup and command line may use: its own folder, the data, copies of finished runs (an MLP
+    VAE's, a conditional VAE's, an M2's) and of a run stopped mid-epoch."""
 
     tmp: Path
     data: Path
@@ -65,6 +92,11 @@ class World:
     @property
     def out(self):
         return self.tmp / "out"
+
+    def __getattr__(self, name):  # cvae, m2, mid: the copies beside run
+        if name in ("cvae", "m2", "mid"):
+            return self.tmp / name
+        raise AttributeError(name)
 
 
 # ---------------------------------------------------------------- faults to inject
@@ -225,6 +257,103 @@ def no_gpu(world):
     world.monkeypatch.setattr(train.backend, "requested", "cupy")
 
 
+def edit_checkpoint(which, change):
+    """Rewrite the checkpoint of the copied run `which` (run, cvae, m2, mid): change(entries, meta) edits its
+    arrays (name -> array) and its metadata (a dict) in place."""
+    def setup(world):
+        path = getattr(world, which) / checkpoint.FILENAME
+        with np.load(path) as npz:
+            entries = {name: npz[name] for name in npz.files}
+        meta = json.loads(str(entries["meta"]))
+        change(entries, meta)
+        entries["meta"] = np.array(json.dumps(meta))
+        np.savez(path, **entries)
+    return setup
+
+
+def set_entry(name, value, which="run"):
+    return edit_checkpoint(which, lambda entries, meta: entries.__setitem__(name, np.asarray(value)))
+
+
+def set_meta(key, value, which="run"):
+    return edit_checkpoint(which, lambda entries, meta: meta.__setitem__(key, value))
+
+
+def set_extra(key, value, which="run"):
+    return edit_checkpoint(which, lambda entries, meta: meta["extra"].__setitem__(key, value))
+
+
+def mt19937_state():
+    """A generator state of another kind than the PCG64 a run keeps, as JSON holds it."""
+    state = np.random.MT19937(0).state
+    state["state"]["key"] = state["state"]["key"].tolist()
+    return state
+
+
+def declare_size(entry, shape, which="run"):
+    """Forge the .npy header of one entry of the checkpoint to declare `shape` (its bytes stay as they are)."""
+    def setup(world):
+        path = getattr(world, which) / checkpoint.FILENAME
+        with zipfile.ZipFile(path) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        raw = members[entry + ".npy"]
+        end = 10 + int.from_bytes(raw[8:10], "little")  # format 1.0: magic, version, 2-byte header length
+        header = raw[10:end].decode("latin1")
+        forged = re.sub(r"'shape': \([^)]*\)", f"'shape': {tuple(shape)!r}", header).rstrip()
+        members[entry + ".npy"] = raw[:10] + (forged.ljust(len(header) - 1) + "\n").encode("latin1") + raw[end:]
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, content in members.items():
+                archive.writestr(name, content)
+    return setup
+
+
+def relabelled(world):
+    """The same images as the run's data, the training labels shifted by one image (the same count per class)."""
+    shutil.copytree(world.data, world.tmp / "relabelled")
+    labels = data.read_idx(world.data / data.FILES[1])
+    data.write_idx(world.tmp / "relabelled" / data.FILES[1], np.roll(labels, 1))
+
+
+_held = []  # claims a case holds on a folder, as another run would (released after each test)
+
+
+def in_use(which):
+    """Another run holds the folder `which` (out or a copied run): its lock, as start.claim_folder takes it."""
+    def setup(world):
+        _held.append(start.claim_folder(world.out if which == "out" else getattr(world, which)))
+    return setup
+
+
+@pytest.fixture(autouse=True)
+def release_held():
+    yield
+    while _held:
+        _held.pop().release()
+
+
+def signal_in(module, name, signum):
+    """A stop while module.name runs (evaluating, timing, checking gradients)."""
+    def setup(world):
+        original = getattr(module, name)
+
+        def stopped(*args, **kwargs):
+            os.kill(os.getpid(), signum)
+            return original(*args, **kwargs)
+
+        world.monkeypatch.setattr(module, name, stopped)
+    return setup
+
+
+def refused_mirrors(world):
+    """No folder named, no cache, no Debian copy: a download, from mirrors that refuse (conftest.isolated_data)."""
+    world.monkeypatch.setitem(download.MIRRORS, "mnist", ["http://127.0.0.1:9/"])
+
+
+def out_holds_a_figure(world):
+    world.out.mkdir()
+    (world.out / "samples.png").write_bytes(b"the user's own picture")
+
+
 # ---------------------------------------------------------------- the battery
 
 TRAIN = ["train", "--data-dir", "{data}", "--out", "{out}", *SMALL]
@@ -318,12 +447,94 @@ CASES = [
          signal_while_drawing),
     case("ctrl-c-while-loading", TRAIN, 130, "nothing was written", stop_loading(signal.SIGINT)),
     case("sigterm-while-loading", TRAIN, 130, "nothing was written", stop_loading(signal.SIGTERM)),
+    # what a run owns (issue 21: 1, 2): files it did not write, a folder another run holds
+    case("out-holds-a-figure", TRAIN[:-1], 2, "samples.png, which this run would overwrite", out_holds_a_figure),
+    case("out-in-use", TRAIN, 2, f"the output folder {{out}} is in use by process {os.getpid()}", in_use("out")),
+    case("resume-in-use", RESUME, 2, "is in use by process", in_use("run")),
+    case("resume-mid-epoch-in-use", [*RESUME[:2], "{mid}", *RESUME[3:]], 2, "is in use by process", in_use("mid")),
+    # the data a run trains on (3): labels and the labelled subset are part of it
+    case("resume-cvae-on-relabelled-data", [*RESUME[:2], "{cvae}", *RESUME[3:], "--data-dir", "{tmp}/relabelled"], 2,
+         "was trained on other data (its training labels differ)", relabelled),
+    case("resume-m2-on-relabelled-data", [*RESUME[:2], "{m2}", *RESUME[3:], "--data-dir", "{tmp}/relabelled"], 2,
+         "was trained on other data (its training labels differ)", relabelled),
+    # everything a checkpoint holds is checked when it is loaded, and the refusal names the file (4)
+    case("optimizer-step-count-nan", RESUME, 2, "{run}/checkpoint.npz: its optimizer's step count t is",
+         set_entry("optim/t", np.nan)),
+    case("optimizer-step-count-fraction", RESUME, 2, "step count t is", set_entry("optim/t", 2.5)),
+    case("optimizer-step-count-negative", RESUME, 2, "step count t is", set_entry("optim/t", -3)),
+    case("optimizer-moment-nan", RESUME, 2, "holds NaN or infinity",
+         edit_checkpoint("run", lambda e, m: e.__setitem__("optim/V.mu.b", np.full_like(e["optim/V.mu.b"], np.nan)))),
+    case("parameter-of-text", EVALUATE, 2, "is an array of <U",
+         edit_checkpoint("run", lambda e, m: e.__setitem__("param/mu.b", e["param/mu.b"].astype(str)))),
+    case("generator-of-another-kind", [*RESUME[:2], "{mid}", *RESUME[3:]], 2,
+         "{mid}/checkpoint.npz: its noise generator state cannot be restored", set_meta("rng_state", mt19937_state(),
+                                                                                         "mid")),
+    case("generator-state-missing-mid-epoch", [*RESUME[:2], "{mid}", *RESUME[3:]], 2,
+         "noise generator state cannot be restored", set_meta("rng_state", None, "mid")),
+    case("generator-state-not-an-object", RESUME, 2, "generator state is not an object", set_meta("rng_state", [1])),
+    case("step-count-fraction", RESUME, 2, "its step is 1.5, not a whole number", set_meta("step", 1.5)),
+    case("epoch-count-negative", EVALUATE, 2, "its epoch is -1, not a whole number", set_meta("epoch", -1)),
+    case("history-shorter-than-epochs", RESUME, 2, "its history holds 0 epochs, but it finished 1",
+         set_meta("history", [])),
+    case("running-sums-edited", [*RESUME[:2], "{mid}", *RESUME[3:]], 2, "running sums",
+         set_extra("totals", {"sums": {"loss": "x"}, "examples": 3}, "mid")),
+    case("progress-frames-damaged", RESUME, 2, "progress frames of samples", set_entry("array/frames_samples", [1.5])),
+    case("data-folder-not-a-path", RESUME, 2, "data folder is not a path", set_extra("data_folder", 7)),
+    case("iwae-with-a-kl-weight", RESUME, 2, "the IWAE bound has no KL weight",
+         edit_config(objective="iwae", beta=0.5)),
+    case("cvae-with-k-samples", [*RESUME[:2], "{cvae}", *RESUME[3:]], 2, "trains on the ELBO with one sample",
+         edit_checkpoint("cvae", lambda e, m: m["config"].update(objective="iwae", k=5))),
+    case("m2-labelled-weight-null-at-evaluate", ["evaluate", "{m2}", "--eval-samples", "2"], 2,
+         "{m2}/checkpoint.npz: its config has an unusable labelled_weight (None)",
+         edit_checkpoint("m2", lambda e, m: m["config"].update(labelled_weight=None))),
+    case("config-sizes-not-the-weights", EVALUATE, 2, "its config has hidden 100000000, but none of its parameters",
+         edit_config(hidden=[10**8])),
+    case("entry-declares-an-absurd-size", RESUME, 2, "{run}/checkpoint.npz: the entry 'param/encoder.0.W' declares",
+         declare_size("param/encoder.0.W", (10**15,))),
+    case("evaluate-entry-declares-an-absurd-size", EVALUATE, 2, "the entry 'optim/t' declares",
+         declare_size("optim/t", (10**8, 10**8))),
+    case("meta-declares-an-absurd-size", EVALUATE, 2, "the entry 'meta' declares", declare_size("meta", (10**6,))),
+    # the bench checks its options first, and stops like the other commands (5)
+    case("bench-data-dir-missing", ["bench", "--data-dir", "{tmp}/nowhere"], 2, "no such folder"),
+    case("bench-hidden-past-memory", ["bench", "--hidden", str(10**11)], 2, "choose a smaller --hidden or --latent"),
+    case("bench-latent-past-numpy", ["bench", "--latent", str(10**19)], 2, TOO_BIG),
+    case("bench-batch-past-memory", ["bench", "--batch-size", str(10**12)], 2, "smaller --batch-size"),
+    case("bench-ctrl-c", ["bench", "--repeats", "1", "--epoch-repeats", "1", "--epoch-steps", "2"], 130,
+         "interrupted; nothing was written", signal_in(timing, "alternate", signal.SIGINT)),
+    case("bench-sigterm", ["bench", "--repeats", "1"], 130, "nothing was written",
+         signal_in(timing, "alternate", signal.SIGTERM)),
+    case("bench-sighup", ["bench", "--repeats", "1"], 130, "nothing was written",
+         signal_in(timing, "alternate", signal.SIGHUP)),
+    # every command stops on SIGTERM and SIGHUP as on Ctrl-C (7)
+    case("evaluate-sigterm", EVALUATE, 130, "interrupted; nothing was written",
+         signal_in(evaluate.metrics, "final_results", signal.SIGTERM)),
+    case("evaluate-sighup", EVALUATE, 130, "nothing was written", signal_in(evaluate.data, "load", signal.SIGHUP)),
+    case("gradcheck-sigterm", ["gradcheck"], 130, "interrupted; nothing was written",
+         signal_in(gradcheck, "run_check", signal.SIGTERM)),
+    case("gradcheck-ctrl-c", ["gradcheck"], 130, "nothing was written",
+         signal_in(gradcheck, "run_check", signal.SIGINT)),
+    case("sighup-in-epoch-2-then-again-in-save", [*TRAIN, "--epochs", "2"], 130,
+         "interrupted again); {out}/checkpoint.npz holds the end of epoch 1; resume with:",
+         twice(signal.SIGHUP, step=7)),
+    case("resumed-into-a-new-folder-sigterm-in-its-first-step", [*RESUME, "--out", "{out}"], 130,
+         "{out}/checkpoint.npz holds epoch 2, step 1; resume with:",
+         fail_at_step(1, signal_self(signal.SIGTERM))),
+    # sizes that cannot fit are refused before training, naming the option (9)
+    case("iwae-k-past-memory", [*TRAIN, "--objective", "iwae", "--k", str(10**12)], 2,
+         "decode at once) do not fit in memory"),
+    case("k-past-memory-names-k", [*TRAIN, "--k", str(10**12)], 2, "; choose a smaller --k or --batch-size"),
+    case("resume-k-past-memory", RESUME, 2, "{run}/checkpoint.npz: ", edit_config(k=10**12)),
+    # a download that fails leaves no folder behind (10)
+    case("offline-without-data", [w for w in TRAIN if w not in ("--data-dir", "{data}")], 2, "could not download",
+         refused_mirrors),
+    case("offline-without-mirrors", [w for w in TRAIN if w not in ("--data-dir", "{data}")], 2, "no mirrors"),
 ]
 
 
 def run_case(argv, world, capsys):
     """Run the case's command in process; returns (exit code, stderr)."""
-    words = [w.format(data=world.data, out=world.out, run=world.run, tmp=world.tmp) for w in argv]
+    words = [w.format(data=world.data, out=world.out, run=world.run, tmp=world.tmp, cvae=world.cvae, m2=world.m2,
+                      mid=world.mid) for w in argv]
     capsys.readouterr()
     try:
         code = COMMANDS[words[0]](words[1:])
@@ -345,15 +556,19 @@ def assert_ends_cleanly(code, err, expected_code, phrase, folder):
 
 
 @pytest.mark.parametrize("argv, code, phrase, setup", CASES)
-def test_fault(argv, code, phrase, setup, tiny, finished, tmp_path, monkeypatch, capsys):
+def test_fault(argv, code, phrase, setup, tiny, finished, labelled_runs, stopped, tmp_path, monkeypatch, capsys):
     if (setup is no_gpu or "gpu" in argv) and has_cupy():
         pytest.skip("CuPy is installed here")
     world = World(tmp_path, tiny, tmp_path / "run", monkeypatch)
     shutil.copytree(finished, world.run)
+    for name, run in labelled_runs.items():
+        shutil.copytree(run, tmp_path / name)
+    shutil.copytree(stopped, world.mid)
     if setup is not None:
         setup(world)
     result, err = run_case(argv, world, capsys)
-    assert_ends_cleanly(result, err, code, phrase.format(out=world.out), tmp_path)
+    assert_ends_cleanly(result, err, code, phrase.format(out=world.out, run=world.run, mid=world.mid, m2=world.m2),
+                        tmp_path)
 
 
 # ---------------------------------------------------------------- the demos, as students start them
