@@ -12,7 +12,6 @@ exception is a bug in minivae and keeps its traceback.
 import argparse
 import math
 import sys
-from contextlib import contextmanager
 
 from minivae.core import backend
 from minivae.run import checkpoint, data, stops
@@ -115,24 +114,29 @@ def run(command, args, keep_handlers=False):
     `error: ...` and exit 2, and a stop before any work worth saving (loading data, evaluating) exit 130.
     keep_handlers: a program that exits right after (its main() called with no arguments) keeps the handlers,
     so that a signal while Python shuts down is ignored rather than a death by signal."""
-    with stops.handled(keep=keep_handlers), printable_output():
-        code = line = None
-        try:  # the one KeyboardInterrupt a stop raises may land anywhere in here, and nowhere after settle()
-            try:
-                code = command(args)
-            except Exception as err:
-                message = explain(err)
-                if message is None:
-                    raise
-                code, line = 2, f"error: {message}"
-            stops.settle()
-        except KeyboardInterrupt:
-            stops.settle()
-            if code is None:
-                code, line = 130, "interrupted; nothing was written"
-        if line:
-            print(line, file=sys.stderr)
+    put_back = printable_output()
+    try:
+        with stops.handled(keep=keep_handlers):
+            code = line = None
+            try:  # the one KeyboardInterrupt a stop raises may land anywhere in here, and nowhere after settle()
+                try:
+                    code = command(args)
+                except Exception as err:
+                    message = explain(err)
+                    if message is None:
+                        raise
+                    code, line = 2, f"error: {message}"
+                stops.settle()
+            except KeyboardInterrupt:
+                stops.settle()
+                if code is None:
+                    code, line = 130, "interrupted; nothing was written"
+            if line:
+                print(line, file=sys.stderr)
         return code
+    finally:
+        if not keep_handlers:
+            put_back()
 
 
 def fail(message, code=2):
@@ -143,11 +147,10 @@ def fail(message, code=2):
     return code
 
 
-@contextmanager
 def printable_output():
     """Make stdout and stderr print any text: a path that is not valid UTF-8 (its bytes decoded by Python as
     lone surrogates) prints with backslash escapes instead of raising UnicodeEncodeError in the middle of a
-    message. For the block; the previous error handlers are put back after it."""
+    message. Returns a function that puts the previous error handlers back."""
     changed = []
     for stream in (sys.stdout, sys.stderr):
         errors = getattr(stream, "errors", None)
@@ -157,14 +160,14 @@ def printable_output():
             except (ValueError, OSError):  # a stream that cannot change now: leave it
                 continue
             changed.append((stream, errors))
-    try:
-        yield
-    finally:
+
+    def put_back():
         for stream, errors in changed:
             try:
                 stream.reconfigure(errors=errors)
             except (ValueError, OSError):
                 pass
+    return put_back
 
 
 def report_errors_in_one_line(said_at_a_stop=None):
@@ -173,7 +176,7 @@ def report_errors_in_one_line(said_at_a_stop=None):
     now until the program exits) with one line and exit 130: `said_at_a_stop()`, if given, says what is on disk.
     Others keep their traceback. Any text prints (`printable_output`)."""
     stops.install_for_good()
-    printable_output().__enter__()
+    printable_output()  # for good, too
 
     def hook(kind, err, traceback):
         stops.settle()

@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -717,3 +718,290 @@ def test_every_user_error_has_a_one_line_explanation():
                   ValueError("Maximum allowed dimension exceeded")):
         assert "\n" not in cli.explain(error)
     assert cli.explain(ValueError("a bug")) is None  # which keeps its traceback
+
+
+# ---------------------------------------------------------------- a second signal at every point of the stop's save
+
+
+class SignalsAt:
+    """files.py's `os`, with a signal sent to this process as call number `at` (of those made once `armed`) begins,
+    or as it returns: every point of a save's rename, chmod, file and folder syncs. `more`: further calls that send
+    one too (a third signal, a fourth)."""
+
+    def __init__(self, at, after, signum=signal.SIGTERM, more=0):
+        self.at, self.after, self.signum, self.more = at, after, signum, more
+        self.armed, self.calls = False, 0
+
+    def __getattr__(self, name):
+        real = getattr(os, name)
+        if not callable(real):
+            return real
+
+        def call(*args, **kwargs):
+            if not self.armed:
+                return real(*args, **kwargs)
+            self.calls += 1
+            hit = self.at <= self.calls <= self.at + self.more
+            if hit and not self.after:
+                os.kill(os.getpid(), self.signum)
+            result = real(*args, **kwargs)
+            if hit and self.after:
+                os.kill(os.getpid(), self.signum)
+            return result
+
+        return call
+
+
+SAVE_CALLS = 7  # files.os calls in one atomic save: close, fsync, chmod, replace, open, fsync, close (the folder's)
+POINTS = [pytest.param(at, after, 0, id=f"call-{at}-{'after' if after else 'before'}")
+          for at in range(1, SAVE_CALLS + 1) for after in (False, True)]
+POINTS += [pytest.param(at, True, 2, id=f"call-{at}-after-and-two-more") for at in (1, 4, 6)]
+
+
+@pytest.mark.parametrize("at, after, more", POINTS)
+def test_a_second_signal_anywhere_in_the_stops_save_is_said_as_the_file_holds_it(at, after, more, tiny, tmp_path,
+                                                                                  monkeypatch, capsys):
+    out = tmp_path / "run"
+    signals = SignalsAt(at, after, more=more)
+    monkeypatch.setattr(files, "os", signals)
+
+    def first():  # a stop during step 7 (epoch 2, step 3): from then on, count the save's calls
+        signals.armed = True
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    fail_at_step(7, first)(World(tmp_path, tiny, out, monkeypatch))
+    code = train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "2", *SMALL])
+    err = capsys.readouterr().err
+    assert_ends_cleanly(code, err, 130, "resume with:", tmp_path)
+    assert signals.calls >= at  # the second signal was sent
+    holds = training.on_disk(out / checkpoint.FILENAME)
+    assert f"{out / checkpoint.FILENAME} holds {holds};" in err  # what the line says is what the file holds
+    cut = "saving the current step failed (interrupted again)" in err
+    assert holds == ("the end of epoch 1" if cut else "epoch 2, step 3")
+    assert cut == (at <= 2)  # only the temporary file's making, writing and fsync can be cut short
+    monkeypatch.undo()
+    command = err.split("resume with: ")[1].split()
+    assert train.main(command[3:]) == 0 and checkpoint.load(out).epoch == 2
+
+
+@pytest.mark.parametrize("where", ["writing", "after"])
+def test_a_second_signal_while_the_stop_writes_or_right_after_it_saved(where, tiny, tmp_path, monkeypatch, capsys):
+    out, armed = tmp_path / "run", []
+    original_savez, original_save = np.savez, training.save_checkpoint
+
+    def savez(*args, **kwargs):
+        if armed and where == "writing":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_savez(*args, **kwargs)
+
+    def save_checkpoint(*args, **kwargs):
+        result = original_save(*args, **kwargs)
+        if armed and where == "after":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(np, "savez", savez)
+    monkeypatch.setattr(training, "save_checkpoint", save_checkpoint)
+    fail_at_step(7, lambda: (armed.append(1), os.kill(os.getpid(), signal.SIGTERM)))(World(tmp_path, tiny, out,
+                                                                                             monkeypatch))
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "2", *SMALL]) == 130
+    err = capsys.readouterr().err
+    holds = "the end of epoch 1" if where == "writing" else "epoch 2, step 3"
+    assert_ends_cleanly(130, err, 130, f"{out / checkpoint.FILENAME} holds {holds}; resume with:", tmp_path)
+    assert training.on_disk(out / checkpoint.FILENAME) == holds
+    assert ("interrupted again" in err) == (where == "writing")
+
+
+# ---------------------------------------------------------------- programs, as users start them
+
+
+ENV = os.environ | {"OPENBLAS_NUM_THREADS": "1", "MINIVAE_BACKEND": "numpy", "PYTHONPATH": str(REPO),
+                    "PYTHONIOENCODING": "utf-8"}  # strict UTF-8 out: a path that is not UTF-8 must still print
+NOT_UTF8 = "\udcff"  # the byte 0xff in a file name, as Python decodes it (os.fsdecode(b"\xff"))
+TRAIN_PROGRAM = ["-m", "minivae.train", *SMALL]
+PROGRAM_CASES = [  # (name, arguments of python, exit code, phrase of the one line; None for a run that ends well)
+    ("train-out-not-utf8", [*TRAIN_PROGRAM, "--data-dir", "{data}", "--out", f"{{tmp}}/run-{NOT_UTF8}", "--epochs",
+                            "1"], 0, None),
+    ("train-data-dir-not-utf8", [*TRAIN_PROGRAM, "--data-dir", f"{{tmp}}/nowhere-{NOT_UTF8}", "--out", "{tmp}/x"], 2,
+     "no such folder"),
+    ("evaluate-checkpoint-not-utf8", ["-m", "minivae.evaluate", f"{{tmp}}/none-{NOT_UTF8}"], 2,
+     "no such checkpoint file"),
+    ("bench-data-dir-not-utf8", ["-m", "minivae.bench", "--data-dir", f"{{tmp}}/nowhere-{NOT_UTF8}"], 2,
+     "no such folder"),
+    ("demo-out-not-utf8", [str(DEMOS / "002_latent_2d.py"), "--quick", "--out", f"{{tmp}}/demo-{NOT_UTF8}"], 0, None),
+    ("demo-data-dir-not-utf8", [str(DEMOS / "000_binarized_mlp.py"), "--data-dir", f"{{tmp}}/nowhere-{NOT_UTF8}",
+                                "--out", "{tmp}/y"], 2, "no such folder"),
+]
+
+
+def start_program(args, cwd=REPO):
+    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.fixture(scope="module")
+def program_runs(tiny, tmp_path_factory):
+    """Every program case started at once, and waited for when asked."""
+    tmp = tmp_path_factory.mktemp("programs")
+    started = {name: start_program([w.format(tmp=tmp, data=tiny) for w in args]) for name, args, _, _ in PROGRAM_CASES}
+    yield tmp, started
+    for process in started.values():
+        process.kill()
+
+
+@pytest.mark.parametrize("name, args, code, phrase", PROGRAM_CASES, ids=[c[0] for c in PROGRAM_CASES])
+def test_program(name, args, code, phrase, program_runs):
+    tmp, started = program_runs
+    printed, err = started[name].communicate(timeout=120)
+    if phrase is None:
+        assert started[name].returncode == 0 and "Traceback" not in err, err
+        assert NOT_UTF8 not in printed and "\\udcff" in printed  # the path, escaped where it is not text
+    else:
+        assert_ends_cleanly(started[name].returncode, err, code, phrase, tmp)
+
+
+@pytest.fixture(scope="module")
+def bigger(tmp_path_factory):
+    """Data for runs long enough to be stopped from outside while they train (an epoch of SMALL: ~375 steps)."""
+    return write_dataset(tmp_path_factory.mktemp("bigger"), n_train=6000, n_test=500)
+
+
+@pytest.mark.parametrize("program", [TRAIN_PROGRAM, [str(DEMOS / "000_binarized_mlp.py")]], ids=["train", "demo"])
+def test_a_stop_while_a_program_loads_is_one_line(program, bigger, tmp_path):
+    process = start_program([*program, "--data-dir", str(bigger), "--out", str(tmp_path / "out")])
+    time.sleep(0.3)  # Python has started (run/stops.early), and loads NumPy, Matplotlib, the data
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert_ends_cleanly(process.returncode, err, 130, "interrupted", tmp_path)
+
+
+def read_until(process, start):
+    """Read the program's stdout until a line starts with `start`; returns that line."""
+    for line in process.stdout:
+        if line.startswith(start):
+            return line
+    raise AssertionError(f"the program ended before printing {start!r}: {process.communicate()[1][-2000:]}")
+
+
+def said_holds(err, out):
+    """What the stop's line says checkpoint.npz in `out` holds."""
+    return re.search(rf"{re.escape(str(out / checkpoint.FILENAME))} holds (.+?)(?:;| \(|$)", err).group(1)
+
+
+@pytest.mark.parametrize("delays_ms", [[0], [0, 0], [0, 1], [0, 5], [0, 30], [0, 60], [0, 30, 60]],
+                         ids=lambda d: "+".join(map(str, d)))
+def test_signals_from_outside_at_any_moment_say_what_the_checkpoint_holds(delays_ms, bigger, tmp_path):
+    out = tmp_path / "run"
+    process = start_program([*TRAIN_PROGRAM, "--data-dir", str(bigger), "--out", str(out), "--epochs", "30"])
+    read_until(process, "epoch   1/")
+    for delay in delays_ms:
+        time.sleep(delay / 1000)
+        process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert_ends_cleanly(process.returncode, err, 130, "resume with: python -m minivae.train --resume", tmp_path)
+    assert said_holds(err, out) == training.on_disk(out / checkpoint.FILENAME)
+
+
+@pytest.mark.parametrize("script, signum", [("000_binarized_mlp.py", signal.SIGTERM),
+                                            ("conditional.py", signal.SIGHUP)])
+def test_a_demo_stopped_while_it_trains_saves_the_step_and_says_how_to_resume(script, signum, bigger, tmp_path):
+    out = tmp_path / "demo"
+    process = start_program([str(DEMOS / script), "--data-dir", str(bigger), "--out", str(out), "--full"])
+    read_until(process, "epoch   1/")
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert_ends_cleanly(process.returncode, err, 130, f"resume with: python -m minivae.train --resume {out}", tmp_path)
+    holds = said_holds(err, out)
+    assert holds == training.on_disk(out / checkpoint.FILENAME) and holds != "the end of epoch 0"
+    ckpt = checkpoint.load(out)
+    command = err.split("resume with: ")[1].split()
+    command[command.index("--epochs") + 1] = str(ckpt.epoch + 1)  # one epoch more is enough to show it goes on
+    assert train.main(command[3:]) == 0 and checkpoint.load(out).epoch == ckpt.epoch + 1
+
+
+def test_evaluate_stopped_from_outside_is_one_line(bigger, tmp_path):
+    run = tmp_path / "run"
+    assert train.main(["--data-dir", str(bigger), "--out", str(run), "--epochs", "1", *SMALL]) == 0
+    process = start_program(["-m", "minivae.evaluate", str(run), "--eval-samples", "5000"])
+    read_until(process, str(run))  # the checkpoint's line: loaded, now evaluating
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert_ends_cleanly(process.returncode, err, 130, "interrupted; nothing was written", tmp_path)
+
+
+# ---------------------------------------------------------------- what a run owns
+
+
+USERS_FILES = {".config.json.tmp": b"the user's config", ".checkpoint.npz.x.tmp.npz": b"minivae 0.1's naming, not ours",
+               ".metrics.json.tmp": b"{}", "notes.txt": b"notes", ".minivae-tmp-notes": b"not ours either",
+               "checkpoint.npz.bak": b"a backup"}
+OURS = ".minivae-tmp.checkpoint.npz.ab12cd.tmp.npz"  # what a SIGKILL left of a save: ours, cleared at the next start
+
+
+def holding_users_files(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in USERS_FILES.items():
+        (folder / name).write_bytes(content)
+    (folder / OURS).write_bytes(b"half a checkpoint")
+    return folder
+
+
+def users_files_intact(folder):
+    return all((folder / name).read_bytes() == content for name, content in USERS_FILES.items())
+
+
+def test_files_minivae_did_not_write_survive_a_run_a_stop_a_resume_and_a_demo(tiny, tmp_path, monkeypatch):
+    out = holding_users_files(tmp_path / "shared")
+    fail_at_step(3, signal_self(signal.SIGTERM))(World(tmp_path, tiny, out, monkeypatch))
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "2", *SMALL]) == 130
+    assert users_files_intact(out) and not (out / OURS).exists()
+    monkeypatch.undo()
+    (out / OURS).write_bytes(b"half a checkpoint")
+    assert train.main(["--resume", str(out), "--epochs", "2", "--no-plots", "--eval-samples", "0"]) == 0
+    assert users_files_intact(out) and not (out / OURS).exists()
+    demo = holding_users_files(tmp_path / "demo")
+    process = start_program([str(DEMOS / "002_latent_2d.py"), "--quick", "--out", str(demo)])
+    assert process.wait(timeout=120) == 0, process.communicate()[1]
+    assert users_files_intact(demo) and not (demo / OURS).exists()
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(files.TEMP_PREFIX) or p.name == start.LOCK]
+
+
+def test_a_run_that_fails_in_a_folder_it_did_not_make_leaves_the_folder_and_its_files(tiny, tmp_path, capsys):
+    out = holding_users_files(tmp_path / "shared")
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), *SMALL, "--lr", "1e30", "--optimizer", "sgd"]) == 1
+    assert users_files_intact(out) and sorted(p.name for p in out.iterdir()) == sorted(USERS_FILES)
+
+
+def test_a_second_run_is_refused_while_the_first_trains_and_a_killed_run_leaves_no_lock(bigger, tmp_path, capsys):
+    out = tmp_path / "run"
+    first = start_program([*TRAIN_PROGRAM, "--data-dir", str(bigger), "--out", str(out), "--epochs", "30"])
+    read_until(first, "epoch   1/")  # it has saved an epoch, and trains on
+    try:
+        for argv in (["--data-dir", str(bigger), "--out", str(out), *SMALL], ["--resume", str(out), "--epochs", "2"]):
+            assert train.main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"error: the output folder {out} is in use by process {first.pid} (python" in err
+            assert "minivae.train" in err and err.count("\n") == 1
+        demo = start_program([str(DEMOS / "002_latent_2d.py"), "--quick", "--out", str(out)])
+        _, err = demo.communicate(timeout=120)
+        assert_ends_cleanly(demo.returncode, err, 2, f"is in use by process {first.pid}", tmp_path)
+    finally:
+        first.kill()  # SIGKILL: no clean-up at all
+        first.wait()
+    assert (out / start.LOCK).exists()  # the killed run's lock file is left, and locks nothing
+    assert train.main(["--resume", str(out), "--epochs", str(checkpoint.load(out).epoch + 1), "--no-plots"]) == 0
+    assert not (out / start.LOCK).exists()
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_two_runs_started_at_once_in_one_folder_one_trains_and_the_other_is_refused(round_, bigger, tmp_path):
+    out = tmp_path / "new" / "run"  # made by whichever claims it first
+    runs = [start_program([*TRAIN_PROGRAM, "--data-dir", str(bigger), "--out", str(out), "--epochs", "1"])
+            for _ in range(2)]
+    ended = [(run.wait(timeout=120), run.communicate()[1]) for run in runs]
+    assert sorted(code for code, _ in ended) == [0, 2], ended
+    refused = next(err for code, err in ended if code == 2)
+    assert "is in use by process" in refused or "already holds a run" in refused
+    assert_ends_cleanly(2, refused, 2, "error: ", tmp_path)
+    assert checkpoint.load(out).epoch == 1 and json.loads((out / "metrics.json").read_text())["final"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "metrics.json"]
