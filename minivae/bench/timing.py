@@ -295,6 +295,9 @@ def epoch_images(data_dir):
     if not data_dir:
         return np.random.default_rng(1).random((EPOCH, 784), dtype=np.float32)
     x_train = data.load("fashion-mnist", data_dir, download=False).x_train[:EPOCH].reshape(-1, 784)
+    if len(x_train) < EPOCH:
+        raise data.DataError(f"{data_dir} holds {len(x_train):,} training images, fewer than the {EPOCH:,} of the "
+                             f"epochs timed here; give the folder of the whole Fashion-MNIST, or time random images")
     return np.ascontiguousarray(x_train, dtype=np.float32)
 
 

@@ -497,6 +497,7 @@ CASES = [
     case("meta-declares-an-absurd-size", EVALUATE, 2, "the entry 'meta' declares", declare_size("meta", (10**6,))),
     # the bench checks its options first, and stops like the other commands (5)
     case("bench-data-dir-missing", ["bench", "--data-dir", "{tmp}/nowhere"], 2, "no such folder"),
+    case("bench-data-dir-too-small", ["bench", "--data-dir", "{data}"], 2, "fewer than the 60,000 of the epochs"),
     case("bench-hidden-past-memory", ["bench", "--hidden", str(10**11)], 2, "choose a smaller --hidden or --latent"),
     case("bench-latent-past-numpy", ["bench", "--latent", str(10**19)], 2, TOO_BIG),
     case("bench-batch-past-memory", ["bench", "--batch-size", str(10**12)], 2, "smaller --batch-size"),
