@@ -6,7 +6,8 @@ folder that cannot be written) must end a command with one line `error: ...` on 
 a traceback. The library raises plain errors that say what is wrong in its own terms (a config key, a folder);
 `explain(err)` turns those into the command's terms (the option to change); `run(command, args)` applies it to a
 command's main(), and `report_errors_in_one_line()` to a script's uncaught exceptions (the demos). Any other
-exception is a bug in minivae and keeps its traceback.
+exception is a bug in minivae and keeps its traceback. Both also handle Ctrl-C, SIGTERM and SIGHUP as one stop
+(run/stops.py: exit 130, one line) and make any text printable, a path that is not UTF-8 included.
 """
 
 import argparse

@@ -13,11 +13,11 @@ What a run does:
      (figures/run_figures.py).
 
 Faults (faults.py; docs/faults.md has them all). Ctrl-C, SIGTERM and SIGHUP (a scheduler's stop, a closed
-terminal) all save a checkpoint at the current step and print the command that resumes it (exit 130). A loss
-that turns NaN or infinite stops the run (exit 1) and leaves the last good checkpoint alone. A problem with the
-data, a checkpoint, the device, the output folder, the memory, the disk or the options is one line `error: ...`
-on stderr (exit 2), found before training starts wherever it can be; one found later says which checkpoint is
-kept and how to go on.
+terminal) all save a checkpoint at the current step and print what the file holds and the command that resumes
+it (exit 130). A loss that turns NaN or infinite stops the run (exit 1) and leaves the last good checkpoint alone.
+A problem with the data, a checkpoint, the device, the output folder (another run holds it, it holds a file the
+run would overwrite), the memory, the disk or the options is one line `error: ...` on stderr (exit 2), found
+before training starts wherever it can be; one found later says which checkpoint is kept and how to go on.
 """
 
 # ruff: noqa: E402 (the stop handling comes first: run/stops.py)

@@ -4,9 +4,11 @@ Every file minivae writes (checkpoints, metrics.json, figures, downloads) goes t
 bytes go to a hidden temporary file in the target's folder, which is flushed to the disk and only then
 renamed onto the target. A rename within one folder is atomic, so the target holds the old file or the new
 one, never a mixture, and the temporary file is removed on every way out that Python sees (an exception,
-Ctrl-C, and SIGTERM/SIGHUP, which the commands turn into exceptions). Only SIGKILL or a power cut can leave
-one behind: its name is '.minivae-tmp.<target name>.<random>.tmp<extension>', a name no one else writes, and
-`remove_stale` clears such leftovers from a folder, and nothing else.
+Ctrl-C, and SIGTERM/SIGHUP, which the commands turn into exceptions; a stop never cuts the rename or the
+clean-up: stops.whole). Only SIGKILL or a power cut can leave one behind: its name is
+'.minivae-tmp.<target name>.<random>.tmp<extension>', a name no one else writes, and `remove_stale` clears such
+leftovers from a folder, and nothing else. `make_folders` and `remove_made` make folders and remove again only
+those a call made (a run's output folder, the download cache).
 """
 
 import os

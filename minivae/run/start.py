@@ -2,12 +2,18 @@
 model and its optimizer built (or restored from a checkpoint), the run's state, and its output folder claimed.
 
     config, model, optimizer, state = start.begin(config, dataset, ckpt)     # ckpt None for a new run
-    created = start.claim_folder(out)
-    training.train(model, optimizer, dataset, config, state, out)
+    with start.claim_folder(out):                                            # made if needed, and locked
+        training.train(model, optimizer, dataset, config, state, out)
 
 Everything that can be checked is checked here, before the first step: a config that cannot train on this data
-(ConfigError), a resume on other data than the checkpoint's (CheckpointError), a folder that cannot be written
-(FolderError).
+(ConfigError), sizes that cannot fit (DoesNotFit), a resume on other data than the checkpoint's, or from a
+checkpoint that cannot build its model (CheckpointError), a folder that cannot be written or that another
+program holds (FolderError, FolderInUse).
+
+What a run owns. Its folder is locked for as long as it runs (a Claim: fcntl.flock on .minivae-lock, which the
+operating system drops when the process ends, however it ends), so a second run, resume or demo in it is refused
+naming the first. A claim removes the folders it made itself, and only while they are empty; in any folder it
+clears only minivae's own temporary files (files.remove_stale) and never touches another file.
 """
 
 import errno

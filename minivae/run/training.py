@@ -16,12 +16,13 @@ One epoch, as the loop below runs it:
 next one, the running totals of the unfinished epoch and its noise generator's state. So a run resumed from a
 checkpoint -- even one saved mid-epoch -- gives bit for bit the numbers of a run that was never stopped.
 
-Stopping. The training command's signal handler (Ctrl-C, SIGTERM, SIGHUP) only sets `state.stop_requested`;
-the loop looks at it between two steps and raises KeyboardInterrupt there, so an update is never half
-applied when the command saves. A loss that turns NaN or infinite raises Diverged before the optimizer can
-spread it into the weights, and so does a test loss that does (an epoch's last update broke the weights)
-before they are saved. The checkpoint is written before metrics.json, so metrics.json never describes
-an epoch the checkpoint does not hold.
+Stopping. While a run trains, a first Ctrl-C, SIGTERM or SIGHUP only sets `state.stop_requested` (stops.py);
+the loop looks at it between two steps and raises KeyboardInterrupt there, so that the command (faults.py) saves
+a step that is whole. A second signal may cut a step short, never an optimizer update and its record, nor the
+close of an epoch (stops.whole): the state saved is always one the run was really in. A loss that turns NaN or
+infinite raises Diverged before the optimizer can spread it into the weights, and so does a test loss that does
+(an epoch's last update broke the weights) before they are saved. The checkpoint is written before
+metrics.json, so metrics.json never describes an epoch the checkpoint does not hold.
 """
 
 import hashlib
