@@ -194,11 +194,14 @@ class Claim:
         return bool(self.made) and self.made[-1] == self.folder
 
     def release(self):
-        """Unlock and remove the lock file; then remove the folders the claim made if they hold nothing."""
+        """Clear any temporary file of minivae's the folder still holds (a stop can land just before a clean-up
+        begins; under the lock, every one is this run's), unlock and remove the lock file; then remove the
+        folders the claim made if they hold nothing."""
         if self.fd is None:
             return
         with stops.whole():
             try:
+                files.remove_stale(self.folder)
                 (self.folder / LOCK).unlink(missing_ok=True)  # before unlocking: see _lock for the reopen
             except OSError:
                 pass
@@ -242,10 +245,12 @@ def claim_folder(out, new=False):
         claim = Claim(out, made, fd)
         try:
             probe = out / f"{files.TEMP_PREFIX}write-test.probe{files.TEMP_SUFFIX}"  # ours, removed at once
-            with files.atomic_file(probe):
-                pass
-            with stops.whole():
-                probe.unlink()
+            try:
+                with files.atomic_file(probe):
+                    pass
+            finally:
+                with stops.whole():
+                    probe.unlink(missing_ok=True)
             files.remove_stale(out)
         except OSError as err:
             claim.release()
