@@ -102,8 +102,8 @@ def load(path, config_problem=None):
             arrays={k.removeprefix("array/"): v for k, v in entries.items() if k.startswith("array/")})
     except KeyError as err:
         raise CheckpointError(f"{damaged}: the entry {one_line(err)} is missing") from None
-    except (ValueError, TypeError) as err:  # bad JSON, or a value of the wrong kind
-        raise CheckpointError(f"{damaged} ({one_line(err)})") from None
+    except (ValueError, TypeError, RecursionError) as err:  # bad JSON (or JSON nested past Python's stack), or a
+        raise CheckpointError(f"{damaged} ({one_line(err)})") from None  # value of the wrong kind
     if not ckpt.params or not isinstance(ckpt.config, dict):
         raise CheckpointError(f"{damaged}: it holds no parameters or no config")
     problem = _check_entries(ckpt) or (config_problem(ckpt.config, ckpt.params) if config_problem else None)
@@ -122,7 +122,7 @@ def position(path):
             meta = _meta(path, {"format": npz["format"], "meta": npz["meta"]})
     except CheckpointError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile, zlib.error) as err:
+    except (OSError, ValueError, EOFError, KeyError, TypeError, RecursionError, zipfile.BadZipFile, zlib.error) as err:
         raise CheckpointError(f"{path}: not a readable minivae checkpoint ({one_line(err)})") from None
     return meta["epoch"], meta["step"]
 
@@ -152,7 +152,11 @@ def _check_sizes(path, archive, names):
     much before reading a byte. Refuse (CheckpointError naming the file) an entry whose declared size is not
     what the file holds, before any of it is allocated."""
     file_size = path.stat().st_size
+    members = set(archive.namelist())
     for name in names:
+        if name + ".npy" not in members:
+            raise CheckpointError(f"{path}: its entry {name!r} is not an array; it is damaged or not a minivae "
+                                  f"checkpoint")
         info = archive.getinfo(name + ".npy")
         stored = info.compress_type == zipfile.ZIP_STORED
         if info.compress_size > file_size or (stored and info.file_size != info.compress_size) or \

@@ -136,7 +136,7 @@ def config_problem(config, params=None):
     missing = [key for key in (*DEFAULT, "preset") if key not in config]
     if missing:
         return f"its config lacks {', '.join(map(repr, missing))}"
-    if config["preset"] not in PRESETS:
+    if not isinstance(config["preset"], str) or config["preset"] not in PRESETS:
         return f"its config names the preset {config['preset']!r}, which this minivae does not know"
     for key, choices in CHOICES.items():
         if config[key] not in choices:

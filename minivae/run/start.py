@@ -124,14 +124,24 @@ def begin(config, dataset, ckpt=None, threads=None):
     filled in, the model and optimizer fresh (or as the checkpoint ckpt left them: then `state` continues its
     run), and the RunState that records where the data came from. threads: the --threads count, kept in the
     checkpoint."""
-    if len(dataset.x_train) == 0:
-        raise ConfigError("validation", config["validation"], "no training images are left; hold out less")
-    check_labels(config, dataset)
+    try:
+        if len(dataset.x_train) == 0:
+            raise ConfigError("validation", config["validation"], "no training images are left; hold out less")
+        check_labels(config, dataset)
+    except ConfigError as err:
+        if ckpt is None:
+            raise
+        raise checkpoint.CheckpointError(f"{ckpt.path}: its config's {err.key} {err.value} cannot train on this data "
+                                         f"({err.reason}); resume it on the data it was trained on") from None
     config = fill_labelled_weight(config, dataset)
     now = training.fingerprint(dataset, config)
     if ckpt is not None:
         check_same_data(ckpt, now, dataset)
         state = training.RunState.from_checkpoint(ckpt)
+        steps = training.steps_per_epoch(config, dataset)
+        if state.step > steps:
+            raise checkpoint.CheckpointError(f"{ckpt.path}: it stopped at step {state.step} of an epoch of {steps} "
+                                             f"steps; it was written by another version of minivae, or edited")
         try:
             check_fits(config)
         except DoesNotFit as err:  # its k and batch size are the run's: they cannot change on a resume

@@ -203,6 +203,12 @@ def _digest(array):
     return hashlib.sha256(memoryview(array).cast("B")).hexdigest()[:16]
 
 
+def steps_per_epoch(config, dataset):
+    """The optimizer steps of one epoch: batches of the images the loop runs over (for M2, the unlabelled ones)."""
+    rows = len(dataset.x_train) - (config["labels"] if kind_of(config).semi_supervised else 0)
+    return -(-rows // config["batch_size"])
+
+
 def save_checkpoint(path, model, optimizer, config, state):
     """checkpoint.npz with everything `RunState.from_checkpoint` needs. Atomic (see checkpoint.py)."""
     arrays = {f"frames_{name}": np.stack(f) for name, f in state.frames.items() if f}

@@ -265,9 +265,11 @@ def edit_checkpoint(which, change):
         path = getattr(world, which) / checkpoint.FILENAME
         with np.load(path) as npz:
             entries = {name: npz[name] for name in npz.files}
-        meta = json.loads(str(entries["meta"]))
+        before = entries["meta"]
+        meta = json.loads(str(before))
         change(entries, meta)
-        entries["meta"] = np.array(json.dumps(meta))
+        if entries["meta"] is before:  # (unless the change replaced the entry itself)
+            entries["meta"] = np.array(json.dumps(meta))
         np.savez(path, **entries)
     return setup
 
@@ -282,6 +284,14 @@ def set_meta(key, value, which="run"):
 
 def set_extra(key, value, which="run"):
     return edit_checkpoint(which, lambda entries, meta: meta["extra"].__setitem__(key, value))
+
+
+def add_member(name, content, which="run"):
+    """Add a member that is not an array to the checkpoint's zip."""
+    def setup(world):
+        with zipfile.ZipFile(getattr(world, which) / checkpoint.FILENAME, "a") as archive:
+            archive.writestr(name, content)
+    return setup
 
 
 def mt19937_state():
@@ -494,6 +504,16 @@ CASES = [
          declare_size("param/encoder.0.W", (10**15,))),
     case("evaluate-entry-declares-an-absurd-size", EVALUATE, 2, "the entry 'optim/t' declares",
          declare_size("optim/t", (10**8, 10**8))),
+    case("an-entry-that-is-not-an-array", EVALUATE, 2, "{run}/checkpoint.npz: its entry 'notes' is not an array",
+         add_member("notes", b"hello")),
+    case("meta-nested-past-the-stack", EVALUATE, 2, "not a readable minivae checkpoint",
+         set_entry("meta", "[" * 100_000 + "]" * 100_000)),
+    case("preset-of-the-wrong-type", EVALUATE, 2, "the preset ['default']", edit_config(preset=["default"])),
+    case("step-past-the-epoch", [*RESUME[:2], "{mid}", *RESUME[3:]], 2, "it stopped at step 99 of an epoch of 4",
+         set_meta("step", 99, "mid")),
+    case("labels-that-cannot-train-on-this-data", [*RESUME[:2], "{m2}", *RESUME[3:]], 2,
+         "{m2}/checkpoint.npz: its config's labels 70 cannot train on this data",
+         edit_checkpoint("m2", lambda e, m: m["config"].update(labels=70))),
     case("meta-declares-an-absurd-size", EVALUATE, 2, "the entry 'meta' declares", declare_size("meta", (10**6,))),
     # the bench checks its options first, and stops like the other commands (5)
     case("bench-data-dir-missing", ["bench", "--data-dir", "{tmp}/nowhere"], 2, "no such folder"),
