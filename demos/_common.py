@@ -32,7 +32,7 @@ from minivae import cli, faults
 from minivae.core import backend
 from minivae.figures import run_figures
 from minivae.models.vae import count_params
-from minivae.run import data, metrics, presets, start
+from minivae.run import data, metrics, presets, start, training
 from minivae.run.kinds import kind_of
 
 QUICK_TRAIN, QUICK_TEST = 256, 128  # --quick: the size of the synthetic dataset
@@ -72,13 +72,14 @@ def parse(p):
     return args
 
 
-_trained = []  # the folders `fit` trained a model into, in order
+_trained = []  # (folder, evaluable): where `fit` trains each model, in order, and whether it is on real data
 _claims = {}  # folder -> start.Claim: the folders this demo writes into, held until it exits
 
 
 def said_at_a_stop():
-    """What a stop outside training leaves on disk, in words."""
-    return faults.model_is_saved(_trained[-1]) if _trained else "nothing was written"
+    """What a stop outside training (fit says its own) leaves on disk, in words: read from the disk."""
+    saved = [(folder, real) for folder, real in _trained if training.on_disk(folder / "checkpoint.npz")]
+    return faults.model_is_saved(*saved[-1]) if saved else "nothing was written"
 
 
 def claim(folder):
@@ -132,10 +133,10 @@ def fit(preset, dataset, args, epochs, out=None, **overrides):
     # A real dataset as data.load gives it can be resumed by the training command; --quick's synthetic one, or
     # a dataset a demo changed (anomaly_detection's, without a class), cannot.
     go_on = f"resume with: {faults.resume_command(out / 'checkpoint.npz', config, args)}" if dataset.folder else None
+    _trained.append((out, dataset.name in data.DATASETS))
     code = faults.train(model, optimizer, dataset, config, state, out, go_on)
     if code is not None:
         raise SystemExit(code)  # its line is said
-    _trained.append(out)
     seconds = sum(h["seconds"] for h in state.history)
     print(f"trained in {seconds:.0f} s ({seconds / epochs:.1f} s per epoch, test loss included)")
     return model, config, state

@@ -15,6 +15,7 @@ Every message function settles the stop handling first (stops.settle): once a li
 cut it or add another.
 """
 
+import functools
 import shlex
 import sys
 
@@ -41,23 +42,32 @@ def train(model, optimizer, dataset, config, state, out, go_on, ckpt=None, first
     end; else the exit code, its one line said. go_on: how to go on from the checkpoint (`resume with: ...`), or
     None when it cannot be resumed; ckpt: the checkpoint the run resumed, if any (a divergence right after it
     blames it); first(): writes to make before training, under the same watch (a resumed run's first save)."""
+    ending = None  # how a fault ends the run: a function that says so
     with stops.watching(state):
-        try:
-            if first is not None:
-                first()
-            training.train(model, optimizer, dataset, config, state, out)
-        except KeyboardInterrupt:  # a stop (every KeyboardInterrupt leaves the stop handling disarmed: stops.py)
-            return interrupted(model, optimizer, config, state, out, go_on)
-        except training.Diverged as err:
-            return diverged(err, out, state, config, ckpt)
-        except training.SaveFailed as err:  # a full disk, say
-            return fault(f"{err}; free some space; {kept(out, state, go_on)}")
-        except (MemoryError, ValueError) as err:  # a batch too big for the memory left (NumPy's ValueError for sizes)
-            if not is_allocation_failure(err):
+        try:  # the one KeyboardInterrupt a stop raises may land anywhere in here, and nowhere after settle()
+            try:
+                if first is not None:
+                    first()
+                training.train(model, optimizer, dataset, config, state, out)
+            except KeyboardInterrupt:
                 raise
-            return fault(f"out of memory while training ({files.one_line(err)}); {kept(out, state, go_on)}, or start "
-                         f"again with a smaller --batch-size than {config['batch_size']}")
-    return None
+            except training.Diverged as err:
+                ending = functools.partial(diverged, err, out, state, config, ckpt)
+            except training.SaveFailed as err:  # a full disk, say
+                ending = functools.partial(fault, f"{err}; free some space; {kept(out, state, go_on)}")
+            except (MemoryError, ValueError) as err:  # a batch too big for the memory left (NumPy's ValueError)
+                if not is_allocation_failure(err):
+                    raise
+                ending = functools.partial(fault, f"out of memory while training ({files.one_line(err)}); "
+                                                  f"{kept(out, state, go_on)}, or start again with a smaller "
+                                                  f"--batch-size than {config['batch_size']}")
+            if ending is not None:
+                stops.settle()
+        except KeyboardInterrupt:  # a stop (every KeyboardInterrupt leaves the stop handling disarmed: stops.py)
+            if ending is None:
+                return interrupted(model, optimizer, config, state, out, go_on)
+            stops.settle()  # it came as the fault was being said: the fault's line stands
+    return ending() if ending is not None else None
 
 
 def interrupted(model, optimizer, config, state, out, go_on):
@@ -114,7 +124,8 @@ def diverged(err, out, state, config, ckpt):
     return fault(f"{err}; training stopped and {good}; {cause}", code=1)
 
 
-def model_is_saved(out):
-    """After training, a fault leaves the trained model on disk: say where, and how to evaluate it."""
-    return (f"the trained model is saved in {out / checkpoint.FILENAME}; evaluate it with: "
-            f"python -m minivae.evaluate {shlex.quote(str(out))}")
+def model_is_saved(out, evaluable=True):
+    """After training, a fault leaves the trained model on disk: say where, and how to evaluate it (evaluable:
+    whether the evaluate command can, i.e. it was trained on a dataset the commands load)."""
+    where = f"the trained model is saved in {out / checkpoint.FILENAME}"
+    return f"{where}; evaluate it with: python -m minivae.evaluate {shlex.quote(str(out))}" if evaluable else where

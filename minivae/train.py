@@ -219,10 +219,13 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
             print(f"nothing to train: the checkpoint has {state.epoch} epochs (ask for more with --epochs)")
 
     go_on = f"resume with: {faults.resume_command(out / checkpoint.FILENAME, config, args)}"
-    code = faults.train(model, optimizer, dataset, config, state, out, go_on, ckpt, first)
-    if code is not None:
-        return code
-    return evaluate_and_draw(out, model, dataset, config, state, args)
+    try:
+        code = faults.train(model, optimizer, dataset, config, state, out, go_on, ckpt, first)
+        return code if code is not None else evaluate_and_draw(out, model, dataset, config, state, args)
+    except KeyboardInterrupt:  # a stop between the two (in them, each says its own)
+        stops.settle()
+        print(f"interrupted after training; {faults.model_is_saved(out)}", file=sys.stderr)
+        return 130
 
 
 def evaluate_and_draw(out, model, dataset, config, state, args):
