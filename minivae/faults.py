@@ -15,7 +15,6 @@ Every message function settles the stop handling first (stops.settle): once a li
 cut it or add another.
 """
 
-import functools
 import shlex
 import sys
 
@@ -42,32 +41,30 @@ def train(model, optimizer, dataset, config, state, out, go_on, ckpt=None, first
     end; else the exit code, its one line said. go_on: how to go on from the checkpoint (`resume with: ...`), or
     None when it cannot be resumed; ckpt: the checkpoint the run resumed, if any (a divergence right after it
     blames it); first(): writes to make before training, under the same watch (a resumed run's first save)."""
-    ending = None  # how a fault ends the run: a function that says so
+    failure = None  # the fault that ends the run, if one does
     with stops.watching(state):
         try:  # the one KeyboardInterrupt a stop raises may land anywhere in here, and nowhere after settle()
             try:
                 if first is not None:
                     first()
                 training.train(model, optimizer, dataset, config, state, out)
-            except KeyboardInterrupt:
-                raise
-            except training.Diverged as err:
-                ending = functools.partial(diverged, err, out, state, config, ckpt)
-            except training.SaveFailed as err:  # a full disk, say
-                ending = functools.partial(fault, f"{err}; free some space; {kept(out, state, go_on)}")
-            except (MemoryError, ValueError) as err:  # a batch too big for the memory left (NumPy's ValueError)
-                if not is_allocation_failure(err):
-                    raise
-                ending = functools.partial(fault, f"out of memory while training ({files.one_line(err)}); "
-                                                  f"{kept(out, state, go_on)}, or start again with a smaller "
-                                                  f"--batch-size than {config['batch_size']}")
-            if ending is not None:
+            except (training.Diverged, training.SaveFailed, MemoryError, ValueError) as err:
+                failure = err  # first: a stop from now on must not save (the weights may be broken)
+                if isinstance(err, (MemoryError, ValueError)) and not is_allocation_failure(err):
+                    raise  # (a bug in minivae)
                 stops.settle()
         except KeyboardInterrupt:  # a stop (every KeyboardInterrupt leaves the stop handling disarmed: stops.py)
-            if ending is None:
+            if failure is None:
                 return interrupted(model, optimizer, config, state, out, go_on)
-            stops.settle()  # it came as the fault was being said: the fault's line stands
-    return ending() if ending is not None else None
+            stops.settle()  # it came as the fault was being handled: the fault's line stands
+    if failure is None:
+        return None
+    if isinstance(failure, training.Diverged):
+        return diverged(failure, out, state, config, ckpt)
+    if isinstance(failure, training.SaveFailed):  # a full disk, say
+        return fault(f"{failure}; free some space; {kept(out, state, go_on)}")
+    return fault(f"out of memory while training ({files.one_line(failure)}); {kept(out, state, go_on)}, or start "
+                 f"again with a smaller --batch-size than {config['batch_size']}")  # a batch too big for the memory
 
 
 def interrupted(model, optimizer, config, state, out, go_on):

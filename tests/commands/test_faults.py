@@ -33,7 +33,7 @@ from minivae.bench import __main__ as bench
 from minivae.bench import timing
 from minivae.figures import run_figures
 from minivae.models import vae
-from minivae.run import checkpoint, data, download, files, start, training
+from minivae.run import checkpoint, data, download, files, start, stops, training
 
 N_TRAIN, N_TEST, BATCH = 64, 16, 16  # 4 steps per epoch
 COMMANDS = {"train": train.main, "evaluate": evaluate.main, "bench": bench.main, "gradcheck": gradcheck.main}
@@ -1026,3 +1026,34 @@ def test_two_runs_started_at_once_in_one_folder_one_trains_and_the_other_is_refu
     assert_ends_cleanly(2, refused, 2, "error: ", tmp_path)
     assert checkpoint.load(out).epoch == 1 and json.loads((out / "metrics.json").read_text())["final"]
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "metrics.json"]
+
+
+@pytest.mark.parametrize("fault, says, code", [(training.Diverged("the test loss became nan after epoch 2"),
+                                                "the test loss became nan", 1),
+                                               (training.SaveFailed("could not save the run"), "free some space", 2)])
+def test_a_stop_while_a_fault_is_handled_leaves_the_fault_its_line_and_the_good_checkpoint(fault, says, code, tiny,
+                                                                                          tmp_path, monkeypatch,
+                                                                                          capsys):
+    out = tmp_path / "run"
+    original = training.train
+
+    def train_then_fail(model, optimizer, dataset, config, state, out):
+        original(model, optimizer, dataset, config, state, out)  # epoch 1, saved
+        config["epochs"] = 2
+        model.params["mu.b"][...] = np.nan  # what a broken last update leaves
+        raise fault
+
+    settle, calls = stops.settle, []
+
+    def stop_then_settle():  # a SIGTERM just as the fault is being handled, before the stop handling settles
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        settle()
+
+    monkeypatch.setattr(training, "train", train_then_fail)
+    monkeypatch.setattr(stops, "settle", stop_then_settle)
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "1", *SMALL]) == code
+    assert_ends_cleanly(code, capsys.readouterr().err, code, says, tmp_path)
+    assert training.on_disk(out / checkpoint.FILENAME) == "the end of epoch 1"
+    assert np.isfinite(checkpoint.load(out).params["mu.b"]).all()  # not the broken weights
