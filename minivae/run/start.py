@@ -20,6 +20,7 @@ import errno
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -282,7 +283,7 @@ def _lock(folder):
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
-            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() if err.errno in LOCKED else ""
+            holder = _holder(fd) if err.errno in LOCKED else ""
             os.close(fd)
             if err.errno in LOCKED:
                 raise FolderInUse(folder, holder or "another process") from None
@@ -300,6 +301,17 @@ def _lock(folder):
 
 
 LOCKED = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)  # flock's ways of saying "held by another"
+
+
+def _holder(fd):
+    """What the process holding the lock file `fd` wrote into it ('process 123 (python -m minivae.train ...)'). It
+    writes that just after it locks, so a claim that lost a race by a moment waits a little for it."""
+    for _ in range(50):
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+        if text.endswith("\n"):  # the whole line is there
+            break
+        time.sleep(0.01)
+    return text.strip()
 
 
 def this_program():
