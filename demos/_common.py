@@ -10,15 +10,25 @@ Kept small on purpose, so that each demo still reads top to bottom on its own. T
     --seed N                          default 0
     --threads N                       CPU threads for the matrix products (default 1; see README.md)
 
-A mistake (a bad value, missing data, MINIVAE_BACKEND=cupy without a GPU, sizes that do not fit in memory)
-ends a demo with one line `error: ...` and exit 2, as it does the commands (cli.report_errors_in_one_line).
+A mistake (a bad value, missing data, MINIVAE_BACKEND=cupy without a GPU, sizes that do not fit in memory, an
+output folder another program uses) ends a demo with one line `error: ...` and exit 2, and a stop (Ctrl-C,
+SIGTERM, SIGHUP) with one line and exit 130, as they end the commands (cli.report_errors_in_one_line; a stop
+while training saves the current step: minivae/faults.py).
 """
 
-import argparse
+# ruff: noqa: E402 (the stop handling comes first: minivae/run/stops.py)
 import sys
+
+from minivae.run import stops
+
+if "ipykernel" not in sys.modules:  # (a notebook kernel handles Ctrl-C itself)
+    stops.early()  # a stop while the rest loads: one line, exit 130
+
+import argparse
+import atexit
 from pathlib import Path
 
-from minivae import cli
+from minivae import cli, faults
 from minivae.core import backend
 from minivae.figures import run_figures
 from minivae.models.vae import count_params
@@ -47,18 +57,46 @@ def parser(name, doc):
 
 def parse(p):
     """Parse the command line, make a user's mistake one line from now on, and check the backend
-    (MINIVAE_BACKEND) and set the threads before any work. A mistyped option is an error, except inside a
-    notebook kernel, which passes arguments of its own (-f kernel.json): those are ignored there, and the
-    kernel shows its exceptions as it likes."""
+    (MINIVAE_BACKEND) and set the threads before any work. Ctrl-C, SIGTERM and SIGHUP stop a demo as they stop
+    the commands (minivae/run/stops.py): while it trains, at the next step, saved (`fit`); else at once, in one
+    line. A mistyped option is an error, except inside a notebook kernel, which passes arguments of its own
+    (-f kernel.json): those are ignored there, and the kernel shows its exceptions as it likes."""
     if "ipykernel" in sys.modules:
         args = p.parse_known_args()[0]
     else:
-        cli.report_errors_in_one_line()
+        cli.report_errors_in_one_line(said_at_a_stop)
         args = p.parse_args()
     backend.use_device()
     cli.limit_threads(args.threads)
     args.out = Path(args.out)
     return args
+
+
+_trained = []  # (folder, evaluable): where `fit` trains each model, in order, and whether it is on real data
+_claims = {}  # folder -> start.Claim: the folders this demo writes into, held until it exits
+
+
+def said_at_a_stop():
+    """What a stop outside training (fit says its own) leaves on disk, in words: read from the disk."""
+    saved = [(folder, real) for folder, real in _trained if training.on_disk(folder / "checkpoint.npz")]
+    return faults.model_is_saved(*saved[-1]) if saved else "nothing was written"
+
+
+def claim(folder):
+    """Claim a folder for this demo until it exits (start.claim_folder: made if needed, locked against a second
+    program, checked writable); a folder in use by another program is one line, exit 2."""
+    folder = Path(folder)
+    if folder not in _claims:
+        _claims[folder] = start.claim_folder(folder)
+        if len(_claims) == 1:
+            atexit.register(_release)
+
+
+def _release():
+    stops.ignore_from_now()  # the demo is ending: nothing is left to stop
+    for held in reversed(list(_claims.values())):  # inner folders first, so that an empty outer one can go too
+        held.release()
+    _claims.clear()
 
 
 def load(args, binarize="none"):
@@ -90,8 +128,15 @@ def fit(preset, dataset, args, epochs, out=None, **overrides):
           f"{config['batch_size']}, {epochs} epoch{'s' * (epochs != 1)} of {len(dataset.x_train):,} {dataset.name} "
           f"images", flush=True)
     out = Path(out or args.out)
-    start.claim_folder(out)
-    training.train(model, optimizer, dataset, config, state, out)
+    claim(args.out)
+    claim(out)
+    # A real dataset as data.load gives it can be resumed by the training command; --quick's synthetic one, or
+    # a dataset a demo changed (anomaly_detection's, without a class), cannot.
+    go_on = f"resume with: {faults.resume_command(out / 'checkpoint.npz', config, args)}" if dataset.folder else None
+    _trained.append((out, dataset.name in data.DATASETS))
+    code = faults.train(model, optimizer, dataset, config, state, out, go_on)
+    if code is not None:
+        raise SystemExit(code)  # its line is said
     seconds = sum(h["seconds"] for h in state.history)
     print(f"trained in {seconds:.0f} s ({seconds / epochs:.1f} s per epoch, test loss included)")
     return model, config, state

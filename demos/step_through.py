@@ -11,8 +11,15 @@ device once (backend.to_device), and only what is printed comes back (backend.to
 """
 
 # %% Setup: a tiny model and one small batch
-import argparse
+# ruff: noqa: E402 (the stop handling comes first: minivae/run/stops.py)
 import sys
+
+from minivae.run import stops
+
+if "ipykernel" not in sys.modules:  # (a notebook kernel handles Ctrl-C itself)
+    stops.early()  # a stop while the rest loads: one line, exit 130
+
+import argparse
 
 import numpy as np
 

@@ -6,7 +6,8 @@ folder that cannot be written) must end a command with one line `error: ...` on 
 a traceback. The library raises plain errors that say what is wrong in its own terms (a config key, a folder);
 `explain(err)` turns those into the command's terms (the option to change); `run(command, args)` applies it to a
 command's main(), and `report_errors_in_one_line()` to a script's uncaught exceptions (the demos). Any other
-exception is a bug in minivae and keeps its traceback.
+exception is a bug in minivae and keeps its traceback. Both also handle Ctrl-C, SIGTERM and SIGHUP as one stop
+(run/stops.py: exit 130, one line) and make any text printable, a path that is not UTF-8 included.
 """
 
 import argparse
@@ -14,7 +15,7 @@ import math
 import sys
 
 from minivae.core import backend
-from minivae.run import checkpoint, data
+from minivae.run import checkpoint, data, stops
 from minivae.run.files import one_line
 from minivae.run.memory import DoesNotFit, is_allocation_failure
 from minivae.run.start import ConfigError, FolderError
@@ -108,29 +109,80 @@ def explain(err):
     return None
 
 
-def run(command, args):
-    """Call command(args) and return its exit code; an exception that `explain` knows becomes one line
-    `error: ...` and exit 2, and a Ctrl-C before any work worth saving (loading data, say) exit 130."""
+def run(command, args, keep_handlers=False):
+    """Call command(args) and return its exit code, with Ctrl-C, SIGTERM and SIGHUP handled as one (run/stops.py)
+    and any text printable (`printable_output`). An exception that `explain` knows becomes one line
+    `error: ...` and exit 2, and a stop before any work worth saving (loading data, evaluating) exit 130.
+    keep_handlers: a program that exits right after (its main() called with no arguments) keeps the handlers,
+    so that a signal while Python shuts down is ignored rather than a death by signal."""
+    put_back = printable_output()
     try:
-        return command(args)
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
-        return 130
-    except Exception as err:
-        message = explain(err)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        with stops.handled(keep=keep_handlers):
+            code = line = None
+            try:  # the one KeyboardInterrupt a stop raises may land anywhere in here, and nowhere after settle()
+                try:
+                    code = command(args)
+                except Exception as err:
+                    message = explain(err)
+                    if message is None:
+                        raise
+                    code, line = 2, f"error: {message}"
+                stops.settle()
+            except KeyboardInterrupt:
+                stops.settle()
+                if code is None:
+                    code, line = 130, "interrupted; nothing was written"
+            if line:
+                print(line, file=sys.stderr)
+        return code
+    finally:
+        if not keep_handlers:
+            put_back()
 
 
-def report_errors_in_one_line():
+def fail(message, code=2):
+    """Say in one line on stderr what went wrong (`error: ...`) and return the exit code, for a command that ends
+    that way itself. The stop handling is settled first: no signal can add a line to this one."""
+    stops.settle()
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def printable_output():
+    """Make stdout and stderr print any text: a path that is not valid UTF-8 (its bytes decoded by Python as
+    lone surrogates) prints with backslash escapes instead of raising UnicodeEncodeError in the middle of a
+    message. Returns a function that puts the previous error handlers back."""
+    changed = []
+    for stream in (sys.stdout, sys.stderr):
+        errors = getattr(stream, "errors", None)
+        if errors == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a stream that cannot change now: leave it
+                continue
+            changed.append((stream, errors))
+
+    def put_back():
+        for stream, errors in changed:
+            try:
+                stream.reconfigure(errors=errors)
+            except (ValueError, OSError):
+                pass
+    return put_back
+
+
+def report_errors_in_one_line(said_at_a_stop=None):
     """For scripts that do not go through `run` (the demos): from now on an uncaught exception that `explain`
-    knows ends the program with `error: ...` and exit 2, and Ctrl-C with one line and exit 130. Others keep
-    their traceback."""
+    knows ends the program with `error: ...` and exit 2, and a stop (Ctrl-C, SIGTERM, SIGHUP: run/stops.py, from
+    now until the program exits) with one line and exit 130: `said_at_a_stop()`, if given, says what is on disk.
+    Others keep their traceback. Any text prints (`printable_output`)."""
+    stops.install_for_good()
+    printable_output()  # for good, too
+
     def hook(kind, err, traceback):
+        stops.settle()
         if isinstance(err, KeyboardInterrupt):
-            print("interrupted", file=sys.stderr)
+            print(f"interrupted; {said_at_a_stop() if said_at_a_stop else 'nothing was written'}", file=sys.stderr)
             raise SystemExit(130)  # an exit raised in the hook is the program's exit code (CPython honours it)
         message = explain(err) if isinstance(err, Exception) else None
         if message is None:

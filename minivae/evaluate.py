@@ -7,6 +7,12 @@ It needs only the dataset's two test files, found where the run found its data (
 unless --data-dir says otherwise. run/metrics.py says what the two numbers mean.
 """
 
+# ruff: noqa: E402 (the stop handling comes first: run/stops.py)
+from minivae.run import stops
+
+if __name__ == "__main__":
+    stops.early()  # a stop while the rest loads: one line, exit 130
+
 import argparse
 import sys
 
@@ -21,8 +27,7 @@ def evaluate_checkpoint(path, data_dir=None, eval_samples=None):
     exceptions (CheckpointError, DataError)."""
     ckpt = checkpoint.load(path, presets.config_problem)
     config = presets.complete(ckpt.config)  # a checkpoint from before a config key existed: its default
-    model = presets.build_model(config)
-    checkpoint.restore(model, None, ckpt)
+    model, _ = start.restored(ckpt, config)
     dataset = data.load(config["dataset"], data_dir or start.recorded_data_folder(ckpt), binarize=config["binarize"],
                         seed=config["seed"], test_only=True)
     where = f"epoch {ckpt.epoch}" + (f", step {ckpt.step} of epoch {ckpt.epoch + 1}" if ckpt.step else "")
@@ -53,15 +58,15 @@ def evaluate(args):
     cli.limit_threads(args.threads)
     final = evaluate_checkpoint(args.checkpoint, args.data_dir, args.eval_samples)
     if not metrics.all_finite(final):
-        print(f"error: {args.checkpoint}: the model's weights hold NaN or infinity, so this checkpoint is not usable; "
-              f"resume from an earlier one, or train again with a lower --lr", file=sys.stderr)
-        return 1
+        return cli.fail(f"{args.checkpoint}: the model's weights hold NaN or infinity, so this checkpoint is not "
+                        f"usable; resume from an earlier one, or train again with a lower --lr", code=1)
     return 0
 
 
 def main(argv=None):
-    """Entry point of `python -m minivae.evaluate` and `minivae-evaluate`. Returns the exit code."""
-    return cli.run(evaluate, build_parser().parse_args(argv))
+    """Entry point of `python -m minivae.evaluate` and `minivae-evaluate`. Returns the exit code (cli.run says
+    what argv None changes)."""
+    return cli.run(evaluate, build_parser().parse_args(argv), keep_handlers=argv is None)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,12 @@
 and exit 1 if any row fails (checks/finite_differences.py says how a row passes; checks/table.py what the rows are).
 """
 
+# ruff: noqa: E402 (the stop handling comes first: run/stops.py)
+from minivae.run import stops
+
+if __name__ == "__main__":
+    stops.early()  # a stop while the rest loads: one line, exit 130
+
 import argparse
 import sys
 import time
@@ -54,7 +60,7 @@ def main(argv=None):
     cli.add_device_option(parser)
     parser.add_argument("--only", metavar="TEXT", help="check only the rows whose group or name contains TEXT "
                                                        "(any case), e.g. --only relu")
-    return cli.run(check_all, parser.parse_args(argv))
+    return cli.run(check_all, parser.parse_args(argv), keep_handlers=argv is None)
 
 
 if __name__ == "__main__":

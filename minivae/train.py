@@ -13,12 +13,18 @@ What a run does:
      (figures/run_figures.py) and explorer.html, a page to move through the latent space (figures/explorer.py).
 
 Faults (faults.py; docs/faults.md has them all). Ctrl-C, SIGTERM and SIGHUP (a scheduler's stop, a closed
-terminal) all save a checkpoint at the current step and print the command that resumes it (exit 130). A loss
-that turns NaN or infinite stops the run (exit 1) and leaves the last good checkpoint alone. A problem with the
-data, a checkpoint, the device, the output folder, the memory, the disk or the options is one line `error: ...`
-on stderr (exit 2), found before training starts wherever it can be; one found later says which checkpoint is
-kept and how to go on.
+terminal) all save a checkpoint at the current step and print what the file holds and the command that resumes
+it (exit 130). A loss that turns NaN or infinite stops the run (exit 1) and leaves the last good checkpoint alone.
+A problem with the data, a checkpoint, the device, the output folder (another run holds it, it holds a file the
+run would overwrite), the memory, the disk or the options is one line `error: ...` on stderr (exit 2), found
+before training starts wherever it can be; one found later says which checkpoint is kept and how to go on.
 """
+
+# ruff: noqa: E402 (the stop handling comes first: run/stops.py)
+from minivae.run import stops
+
+if __name__ == "__main__":
+    stops.early()  # a stop while the rest loads: one line, exit 130
 
 import argparse
 import sys
@@ -35,9 +41,8 @@ from minivae.core.optim import OPTIMIZERS
 from minivae.figures import explorer, run_figures
 from minivae.models.iwae import OBJECTIVES
 from minivae.models.vae import count_params
-from minivae.run import checkpoint, data, metrics, presets, start, training
+from minivae.run import checkpoint, data, metrics, presets, start, stops, training
 from minivae.run.kinds import kind_of
-from minivae.run.memory import is_allocation_failure
 
 # Options that are part of the config (None when not given, so that the preset's value wins).
 CONFIG_OPTIONS = ("dataset", "hidden", "latent", "activation", "optimizer", "lr", "batch_size", "beta",
@@ -124,28 +129,48 @@ def run_config(args, ckpt):
     return config
 
 
-def output_folder(args, config, ckpt):
-    """The folder the run writes into: --out; else the checkpoint's folder when resuming; else a new
-    runs/<time>-<preset>-<dataset>. A folder holding another run is refused (unless resuming there)."""
-    if args.out is not None:
-        out = Path(args.out)
-        resuming_here = ckpt is not None and out.resolve() == ckpt.path.parent.resolve()
-        taken = [name for name in (checkpoint.FILENAME, training.METRICS) if (out / name).exists()]
-        if taken and not resuming_here:
-            held = out / checkpoint.FILENAME
-            hint = f"continue it with --resume {held}" if held.exists() else "it cannot be resumed (no checkpoint)"
-            raise UsageError(f"{out} already holds a run ({', '.join(taken)}); {hint}, or choose another --out")
-        return out
-    return ckpt.path.parent if ckpt is not None else new_run_folder(config)
+def claim_output(args, config, ckpt):
+    """The folder the run writes into, claimed for this process (start.claim_folder: made if needed, locked, checked
+    writable): --out; else the checkpoint's folder when resuming; else a new runs/<time>-<preset>-<dataset>. A
+    folder that holds another run, or files this run would write, is refused (unless resuming there)."""
+    if args.out is None and ckpt is None:
+        return new_run_folder(config)
+    out = Path(args.out) if args.out is not None else ckpt.path.parent
+    claim = start.claim_folder(out)
+    try:
+        check_free(out, ckpt, args)
+    except BaseException:
+        claim.release()
+        raise
+    return claim
+
+
+def check_free(out, ckpt, args):
+    """A run writes checkpoint.npz, metrics.json and its figures, and never over a file it did not write: a folder
+    holding any of them is refused, unless the run resumes there (they are then its own)."""
+    if ckpt is not None and out.resolve() == ckpt.path.parent.resolve():
+        return
+    taken = [name for name in (checkpoint.FILENAME, training.METRICS) if (out / name).exists()]
+    if taken:
+        held = out / checkpoint.FILENAME
+        hint = f"continue it with --resume {held}" if held.exists() else "it cannot be resumed (no checkpoint)"
+        raise UsageError(f"{out} already holds a run ({', '.join(taken)}); {hint}, or choose another --out")
+    drawn = (*run_figures.FIGURES, explorer.FILENAME)  # the figures, and the explorer page beside them
+    figures = [] if args.no_plots else [name for name in drawn if (out / name).exists()]
+    if figures:
+        raise UsageError(f"{out} holds {', '.join(figures)}, which this run would overwrite; move "
+                         f"{'them' if len(figures) > 1 else 'it'} away, pass --no-plots, or choose another --out")
 
 
 def new_run_folder(config):
-    """runs/<time>-<preset>-<dataset>, never one that exists: a second run in the same second gets -2, -3, ..."""
+    """runs/<time>-<preset>-<dataset>, claimed, never one that exists: a second run in the same second gets -2, -3,
+    ..."""
     base = Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{config['preset']}-{config['dataset']}"
     for n in range(1, 1000):
-        out = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        if not out.exists():
-            return out
+        try:
+            return start.claim_folder(base if n == 1 else base.with_name(f"{base.name}-{n}"), new=True)
+        except FileExistsError:
+            continue
     raise UsageError(f"{base}: too many runs started in the same second; pass --out")
 
 
@@ -170,13 +195,8 @@ def train_command(args):
     dataset = data.load(config["dataset"], data_dir, binarize=config["binarize"], seed=config["seed"],
                         validation=config["validation"])
     config, model, optimizer, state = start.begin(config, dataset, ckpt, threads=args.threads)
-    out = output_folder(args, config, ckpt)
-    created = start.claim_folder(out)
-    try:
-        return train_in(out, model, optimizer, dataset, config, state, ckpt, args)
-    finally:
-        if created:  # a run that saved nothing leaves no empty folder
-            start.remove_if_empty(out)
+    with claim_output(args, config, ckpt) as claim:  # released (and a folder it made removed if empty) at the end
+        return train_in(claim.folder, model, optimizer, dataset, config, state, ckpt, args)
 
 
 def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
@@ -190,63 +210,63 @@ def train_in(out, model, optimizer, dataset, config, state, ckpt, args):
           f" {epochs} epoch{'s' * (epochs != 1)}, {config['dataset']} ({len(dataset.x_train):,} train{labels} / "
           f"{len(dataset.x_test):,} test), {backend.name} ({args.threads} thread{'s' * (args.threads != 1)}); "
           f"writing to {out}", flush=True)
-    if ckpt is not None:
-        if out.resolve() != ckpt.path.parent.resolve():  # a new folder starts with the checkpoint it continues,
-            training.save_checkpoint(out / checkpoint.FILENAME, model, optimizer, config, state)  # so it resumes
-        training.write_metrics(out, config, state.history)  # metrics.json as the checkpoint has it
-    if state.epoch >= epochs:
-        print(f"nothing to train: the checkpoint has {state.epoch} epochs (ask for more with --epochs)")
-    put_back_signals = faults.stop_on_signals(state)
-    try:
-        training.train(model, optimizer, dataset, config, state, out)
-    except KeyboardInterrupt:
-        return faults.interrupted(model, optimizer, config, state, out, args)
-    except training.Diverged as err:
-        return faults.diverged(err, out, state, config, ckpt)
-    except training.SaveFailed as err:  # a full disk, say
-        return faults.fault(f"{err}; free some space; {faults.kept(out, state, config, args)}")
-    except (MemoryError, ValueError) as err:  # a batch too big for the memory left (NumPy's ValueError for sizes)
-        if not is_allocation_failure(err):
-            raise
-        return faults.out_of_memory(err, out, state, config, args)
-    finally:
-        put_back_signals()
 
-    put_back_signals = faults.stop_on_signals(None)  # nothing is left to save: a stop ends at once
+    def first():
+        if ckpt is not None:
+            if out.resolve() != ckpt.path.parent.resolve():  # a new folder starts with the checkpoint it continues,
+                training.save_checkpoint(out / checkpoint.FILENAME, model, optimizer, config, state)  # so it resumes
+            training.write_metrics(out, config, state.history)  # metrics.json as the checkpoint has it
+        if state.epoch >= epochs:
+            print(f"nothing to train: the checkpoint has {state.epoch} epochs (ask for more with --epochs)")
+
+    go_on = f"resume with: {faults.resume_command(out / checkpoint.FILENAME, config, args)}"
     try:
-        final = metrics.final_results(model, kind, dataset.x_test, dataset.y_test, config["seed"],
-                                      metrics.eval_samples_for(config, args.eval_samples))
-        training.write_metrics(out, config, state.history, final)
-        print(metrics.summary(final, len(dataset.x_test), config))
-        if not args.no_plots:
-            figures = run_figures.write_figures(model, kind, dataset, state.history, state.frames, out,
-                                                config["seed"])
-            page = explorer.write_page(out / explorer.FILENAME, model, config, dataset.x_test, dataset.y_test,
-                                       state.history, state.epoch)
-            print(f"wrote {len(figures)} figures, {page.name}, {training.METRICS} and {checkpoint.FILENAME} to {out}")
-    except KeyboardInterrupt:
+        code = faults.train(model, optimizer, dataset, config, state, out, go_on, ckpt, first)
+        return code if code is not None else evaluate_and_draw(out, model, dataset, config, state, args)
+    except KeyboardInterrupt:  # a stop between the two (in them, each says its own)
+        stops.settle()
         print(f"interrupted after training; {faults.model_is_saved(out)}", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 (a fault after training must still say that the model is saved)
-        message = cli.explain(err)
-        if message is None:
-            raise
+
+
+def evaluate_and_draw(out, model, dataset, config, state, args):
+    """After training: the final results into metrics.json, and the figures. A stop now ends at once (the model is
+    saved); so does a fault, saying so. Returns the exit code."""
+    message = None
+    try:  # the one KeyboardInterrupt a stop raises lands in here, and none after settle()
+        try:
+            if state.stop_requested:  # asked for when there was nothing left to train
+                raise KeyboardInterrupt
+            kind = kind_of(config)
+            final = metrics.final_results(model, kind, dataset.x_test, dataset.y_test, config["seed"],
+                                          metrics.eval_samples_for(config, args.eval_samples))
+            training.write_metrics(out, config, state.history, final)
+            print(metrics.summary(final, len(dataset.x_test), config))
+            if not args.no_plots:
+                figures = run_figures.write_figures(model, kind, dataset, state.history, state.frames, out,
+                                                    config["seed"])
+                page = explorer.write_page(out / explorer.FILENAME, model, config, dataset.x_test,
+                                           dataset.y_test, state.history, state.epoch)
+                print(f"wrote {len(figures)} figures, {page.name}, {training.METRICS} and {checkpoint.FILENAME} to "
+                      f"{out}")
+        except Exception as err:  # noqa: BLE001 (a fault after training must still say that the model is saved)
+            message = cli.explain(err)
+            if message is None:
+                raise
+        stops.settle()
+    except KeyboardInterrupt:
+        stops.settle()
+        print(f"interrupted after training; {faults.model_is_saved(out)}", file=sys.stderr)
+        return 130
+    if message is not None:
         return faults.fault(f"{message}; {faults.model_is_saved(out)}")
-    finally:
-        put_back_signals()
     return 0
 
 
 def main(argv=None):
-    """Entry point of `python -m minivae.train` and `minivae-train`. Returns the exit code."""
-    args = build_parser().parse_args(argv)
-    # Before training (loading the data, say) SIGTERM and SIGHUP stop at once, like Ctrl-C, in one line;
-    # during training, train_in's own handlers save first.
-    put_back_signals = faults.stop_on_signals(None)
-    try:
-        return cli.run(train_command, args)
-    finally:
-        put_back_signals()
+    """Entry point of `python -m minivae.train` and `minivae-train`. Returns the exit code. Called with no
+    arguments (the command line of this process), it keeps the stop handling until the process exits."""
+    return cli.run(train_command, build_parser().parse_args(argv), keep_handlers=argv is None)
 
 
 if __name__ == "__main__":

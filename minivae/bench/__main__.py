@@ -7,6 +7,12 @@
 timing.py says what is timed and how; torch_twin.py is the same model in PyTorch.
 """
 
+# ruff: noqa: E402 (the stop handling comes first: run/stops.py)
+from minivae.run import stops
+
+if __name__ == "__main__":
+    stops.early()  # a stop while the rest loads: one line, exit 130
+
 import argparse
 import sys
 
@@ -47,7 +53,7 @@ def bench_command(args):
 
 def main(argv=None):
     """Entry point of `python -m minivae.bench`. Returns the exit code."""
-    return cli.run(bench_command, build_parser().parse_args(argv))
+    return cli.run(bench_command, build_parser().parse_args(argv), keep_handlers=argv is None)
 
 
 if __name__ == "__main__":

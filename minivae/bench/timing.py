@@ -40,6 +40,8 @@ from minivae.core.layers import Dense
 from minivae.core.optim_fast import FastAdam
 from minivae.models.vae import count_params
 from minivae.run import data, presets, seeds
+from minivae.run.files import one_line
+from minivae.run.memory import DoesNotFit, is_allocation_failure
 
 EPOCH = 60_000  # images in an MNIST epoch
 SETUPS = {  # --model: the preset it benchmarks, and the defaults of the timing loop
@@ -189,10 +191,16 @@ def bench(args):
     config = presets.config_for(setup["preset"], batch_size=args.batch_size, latent=args.latent,
                                 hidden=[args.hidden] if args.hidden else None)
     batch, latent = config["batch_size"], config["latent"]
+    model = presets.build_model(config, rng=np.random.default_rng(0))  # sizes that do not fit: DoesNotFit
     rng = np.random.default_rng(0)
-    x = backend.to_device(rng.random((batch, 784), dtype=np.float32))
-    eps = backend.to_device(rng.standard_normal((batch, latent), dtype=np.float32))
-    model = presets.build_model(config, rng=np.random.default_rng(0))
+    try:
+        x = backend.to_device(rng.random((batch, 784), dtype=np.float32))
+        eps = backend.to_device(rng.standard_normal((batch, latent), dtype=np.float32))
+    except (MemoryError, ValueError) as err:
+        if not is_allocation_failure(err):
+            raise
+        raise DoesNotFit(f"a batch of {batch} images, latent {latent}, does not fit in memory ({one_line(err)})",
+                         ("batch_size", "latent")) from None
     adam = FastAdam(model.params, lr=config["lr"])
     # Adam alone, on copies and with a tiny rate: the same work, without pushing the model off with the
     # same gradient applied hundreds of times.
@@ -298,6 +306,9 @@ def epoch_images(data_dir):
     if not data_dir:
         return np.random.default_rng(1).random((EPOCH, 784), dtype=np.float32)
     x_train = data.load("fashion-mnist", data_dir, download=False).x_train[:EPOCH].reshape(-1, 784)
+    if len(x_train) < EPOCH:
+        raise data.DataError(f"{data_dir} holds {len(x_train):,} training images, fewer than the {EPOCH:,} of the "
+                             f"epochs timed here; give the folder of the whole Fashion-MNIST, or time random images")
     return np.ascontiguousarray(x_train, dtype=np.float32)
 
 

@@ -40,6 +40,13 @@ def encoder_means(model, x, y=None, batch_size=ENCODE_BATCH):
         for start in range(0, len(x), batch_size)])
 
 
+# Every file write_figures may write, whatever the model: the training command refuses a folder that holds one of
+# them (a file it did not write), before training.
+FIGURES = ("reconstructions.png", "samples.png", "loss_curves.png", "latent_scatter.png", "latent_histograms.png",
+           "manifold.png", "interpolation.png", "class_grid.png", "progress_samples.gif",
+           "progress_reconstructions.gif")
+
+
 def write_figures(model, kind, dataset, history, frames, folder, seed):
     """The standard set of figures for a trained model (kind: its row of kinds.KINDS), into folder. Returns the
     paths written.

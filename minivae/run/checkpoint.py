@@ -20,7 +20,9 @@ single value, so a checkpoint of another architecture is refused as a whole, wit
 """
 
 import json
+import math
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,41 +79,153 @@ def save(path, model, optimizer, config, epoch, step=0, history=(), rng_state=No
 def load(path, config_problem=None):
     """Read a checkpoint (the .npz file, or a run folder holding checkpoint.npz) into a Checkpoint.
 
-    Raises CheckpointError (one line naming the file) if it is missing, unreadable, or lacks an entry, or if
-    `config_problem(config)` (e.g. presets.config_problem) says what is wrong with the config it holds.
+    Raises CheckpointError (one line naming the file) if it is missing, unreadable, lacks an entry, holds an
+    entry of the wrong kind (see `_check_entries`), or if `config_problem(config, params)` (e.g.
+    presets.config_problem) says what is wrong with the config it holds. Every array's declared size is checked
+    against the bytes the file holds before anything is allocated, so a damaged header cannot ask for terabytes.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / FILENAME
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file; check the path (a run folder holds {FILENAME})")
+    path = _file(path)
     damaged = f"{path}: not a readable minivae checkpoint"
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            entries = {name: npz[name] for name in npz.files}  # read everything now: damage shows up here
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # np.load's ways of saying "not this"
+        entries = _read_entries(path)
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # np.load's "not this"
         raise CheckpointError(f"{damaged} ({one_line(err)}); it is truncated or damaged") from None
     try:
-        version = int(entries["format"])
-        if version != FORMAT:
-            raise CheckpointError(f"{path}: checkpoint format {version}, this minivae reads format {FORMAT}")
-        meta = json.loads(str(entries["meta"]))
+        meta = _meta(path, entries)
         ckpt = Checkpoint(
-            path=path, config=meta["config"], epoch=int(meta["epoch"]), step=int(meta["step"]),
+            path=path, config=meta["config"], epoch=meta["epoch"], step=meta["step"],
             history=meta["history"], rng_state=meta["rng_state"], extra=meta["extra"],
             params={k.removeprefix("param/"): v for k, v in entries.items() if k.startswith("param/")},
             optimizer_state={k.removeprefix("optim/"): v for k, v in entries.items() if k.startswith("optim/")},
             arrays={k.removeprefix("array/"): v for k, v in entries.items() if k.startswith("array/")})
     except KeyError as err:
         raise CheckpointError(f"{damaged}: the entry {one_line(err)} is missing") from None
-    except (ValueError, TypeError) as err:  # bad JSON, or a value of the wrong kind
-        raise CheckpointError(f"{damaged} ({one_line(err)})") from None
+    except (ValueError, TypeError, RecursionError) as err:  # bad JSON (or JSON nested past Python's stack), or a
+        raise CheckpointError(f"{damaged} ({one_line(err)})") from None  # value of the wrong kind
     if not ckpt.params or not isinstance(ckpt.config, dict):
         raise CheckpointError(f"{damaged}: it holds no parameters or no config")
-    problem = config_problem(ckpt.config) if config_problem else None
+    problem = _check_entries(ckpt) or (config_problem(ckpt.config, ckpt.params) if config_problem else None)
     if problem:
         raise CheckpointError(f"{path}: {problem}; it was written by another version of minivae, or edited")
     return ckpt
+
+
+def position(path):
+    """(epoch, step) of the checkpoint at `path`, read from its metadata alone; CheckpointError when there is no
+    readable checkpoint there. What a message about the file on disk says (faults.py)."""
+    path = _file(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            _check_sizes(path, npz.zip, ["meta"])
+            meta = _meta(path, {"format": npz["format"], "meta": npz["meta"]})
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, TypeError, RecursionError, zipfile.BadZipFile, zlib.error) as err:
+        raise CheckpointError(f"{path}: not a readable minivae checkpoint ({one_line(err)})") from None
+    return meta["epoch"], meta["step"]
+
+
+def _file(path):
+    """The checkpoint file a path names (a run folder names its checkpoint.npz); CheckpointError if there is none."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file; check the path (a run folder holds {FILENAME})")
+    return path
+
+
+def _read_entries(path):
+    """Every entry of the .npz file, read now (damage shows up here), each checked first by _check_sizes."""
+    with np.load(path, allow_pickle=False) as npz:
+        _check_sizes(path, npz.zip, npz.files)
+        return {name: npz[name] for name in npz.files}
+
+
+COMPRESSION_LIMIT = 1100  # deflate cannot shrink data more than ~1032 times: a larger ratio is a forged size
+
+
+def _check_sizes(path, archive, names):
+    """Each named .npy entry of the zip `archive` declares in its header a shape and a dtype; NumPy allocates that
+    much before reading a byte. Refuse (CheckpointError naming the file) an entry whose declared size is not
+    what the file holds, before any of it is allocated."""
+    file_size = path.stat().st_size
+    members = set(archive.namelist())
+    for name in names:
+        if name + ".npy" not in members:
+            raise CheckpointError(f"{path}: its entry {name!r} is not an array; it is damaged or not a minivae "
+                                  f"checkpoint")
+        info = archive.getinfo(name + ".npy")
+        stored = info.compress_type == zipfile.ZIP_STORED
+        if info.compress_size > file_size or (stored and info.file_size != info.compress_size) or \
+                info.file_size > COMPRESSION_LIMIT * info.compress_size + 4096:
+            raise CheckpointError(f"{path}: the entry {name!r} claims {info.file_size:,} bytes, more than the file "
+                                  f"can hold; it is truncated or damaged")
+        with archive.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise CheckpointError(f"{path}: the entry {name!r} is in .npy format {version}, which minivae "
+                                      f"never writes; it is damaged or not a minivae checkpoint")
+            header = f.tell()
+        declared = math.prod(shape) * dtype.itemsize
+        if dtype.hasobject or header + declared != info.file_size:
+            raise CheckpointError(f"{path}: the entry {name!r} declares {dtype} of shape {tuple(shape)} "
+                                  f"({declared:,} bytes) but holds {info.file_size - header:,} bytes; it is "
+                                  f"truncated or damaged")
+
+
+def _meta(path, entries):
+    """The metadata entry as a dict, its numbers checked: epoch and step whole numbers >= 0."""
+    format_ = entries["format"]
+    if format_.shape != () or format_.dtype.kind not in "iu":
+        raise CheckpointError(f"{path}: its format entry is not a whole number; it is damaged")
+    if int(format_) != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {int(format_)}, this minivae reads format {FORMAT}")
+    if entries["meta"].shape != () or entries["meta"].dtype.kind != "U":
+        raise CheckpointError(f"{path}: its meta entry is not a JSON text; it is damaged")
+    meta = json.loads(str(entries["meta"]))
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its meta entry is not a JSON object; it is damaged")
+    for key in ("epoch", "step"):
+        if not _whole(meta[key]):
+            raise CheckpointError(f"{path}: its {key} is {meta[key]!r}, not a whole number >= 0; it is damaged or "
+                                  f"edited")
+    return meta
+
+
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_entries(ckpt):
+    """What is wrong with the entries a Checkpoint holds, in words, or None: the parameters and the optimizer's
+    arrays must be real floating-point arrays (the optimizer's finite), its step count t a whole number >= 0; the
+    history a list of objects, rng_state and extra objects (or None)."""
+    for name, value in ckpt.params.items():
+        if value.dtype.kind != "f":
+            return f"its parameter {name!r} is an array of {value.dtype}, not of floating-point numbers"
+    for name, value in ckpt.optimizer_state.items():
+        if name == "t":
+            if value.shape != () or value.dtype.kind not in "iuf" or not np.isfinite(value) or value < 0 or \
+                    value != np.floor(value):
+                return f"its optimizer's step count t is {value!r}, not a whole number >= 0"
+        elif value.dtype.kind != "f":
+            return f"its optimizer entry {name!r} is an array of {value.dtype}, not of floating-point numbers"
+        elif not np.isfinite(value).all():
+            return f"its optimizer entry {name!r} holds NaN or infinity"
+    if not isinstance(ckpt.history, list) or not all(isinstance(h, dict) for h in ckpt.history):
+        return "its history is not a list of epochs"
+    if not isinstance(ckpt.extra, dict):
+        return "its extra entry is not an object"
+    if ckpt.rng_state is not None and not isinstance(ckpt.rng_state, dict):
+        return "its generator state is not an object"
+    return None
 
 
 def _check_fit(path, what, owner, wanted, saved):

@@ -24,7 +24,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from minivae.run.files import atomic_file, one_line
+from minivae.run.files import atomic_file, make_folders, one_line, remove_made
 
 DATASETS = ("mnist", "fashion-mnist")
 FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
@@ -153,37 +153,47 @@ def download_missing(dataset, folder=None, files=FILES):
     """Download those of `files` that `folder` (default: the cache folder) lacks, each checked against SHA256.
     Returns the folder.
 
-    Mirrors are tried in order for each file; a checksum mismatch or a network error moves on to the next.
+    Mirrors are tried in order for each file; a checksum mismatch or a network error moves on to the next. When
+    a file cannot be had from any (offline, say) or the download is stopped, the folders this call made are
+    removed again if they hold nothing: a failed download leaves no empty cache folder behind.
     """
     folder = Path(folder) if folder is not None else cache_dir(dataset)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        made = make_folders(folder)
     except OSError as err:
         raise DataError(f"cannot create the download folder {folder} ({one_line(err)}); "
                         f"{_how_to_provide(dataset)}") from None
-    for name in files:
-        target = folder / name
-        if target.is_file():
-            continue
-        failures = []  # (url, reason)
-        for mirror in MIRRORS[dataset]:
-            url = mirror + name
-            print(f"downloading {name} from {url} ...", file=sys.stderr, flush=True)
-            failure = _fetch(url, target, SHA256[dataset][name])
-            if failure is None:
-                break
-            failures.append((url, failure))
-        else:
-            missing = [n for n in files if not (folder / n).is_file()]
-            reasons = {reason for _, reason in failures}
-            if not failures:
-                why = "no mirrors"
-            elif len(reasons) == 1:  # offline, typically: say it once, not once per mirror
-                why = f"all {len(failures)} mirrors failed: {reasons.pop()}"
-            else:
-                why = "; ".join(f"{url}: {reason}" for url, reason in failures)
-            raise DataError(f"{dataset}: could not download {name} ({why}); still missing: {', '.join(missing)}; "
-                            f"{_how_to_provide(dataset)}")
+    try:
+        for name in files:
+            _download_one(dataset, folder, name, files)
+    except BaseException:
+        remove_made(made)
+        raise
     return folder
+
+
+def _download_one(dataset, folder, name, files):
+    """Download folder/name from the first mirror that serves it with the right checksum; DataError if none does."""
+    target = folder / name
+    if target.is_file():
+        return
+    failures = []  # (url, reason)
+    for mirror in MIRRORS[dataset]:
+        url = mirror + name
+        print(f"downloading {name} from {url} ...", file=sys.stderr, flush=True)
+        failure = _fetch(url, target, SHA256[dataset][name])
+        if failure is None:
+            return
+        failures.append((url, failure))
+    missing = [n for n in files if not (folder / n).is_file()]
+    reasons = {reason for _, reason in failures}
+    if not failures:
+        why = "no mirrors"
+    elif len(reasons) == 1:  # offline, typically: say it once, not once per mirror
+        why = f"all {len(failures)} mirrors failed: {reasons.pop()}"
+    else:
+        why = "; ".join(f"{url}: {reason}" for url, reason in failures)
+    raise DataError(f"{dataset}: could not download {name} ({why}); still missing: {', '.join(missing)}; "
+                    f"{_how_to_provide(dataset)}")
 
 

@@ -4,15 +4,19 @@ Every file minivae writes (checkpoints, metrics.json, figures, downloads) goes t
 bytes go to a hidden temporary file in the target's folder, which is flushed to the disk and only then
 renamed onto the target. A rename within one folder is atomic, so the target holds the old file or the new
 one, never a mixture, and the temporary file is removed on every way out that Python sees (an exception,
-Ctrl-C, and SIGTERM/SIGHUP, which the commands turn into exceptions). Only SIGKILL or a power cut can leave
-one behind: its name is '.minivae-tmp.<target name>.<random>.tmp<extension>', a name no one else writes, and
-`remove_stale` clears such leftovers from a folder, and nothing else.
+Ctrl-C, and SIGTERM/SIGHUP, which the commands turn into exceptions; a stop never cuts the rename or the
+clean-up: stops.whole). Only SIGKILL or a power cut can leave one behind: its name is
+'.minivae-tmp.<target name>.<random>.tmp<extension>', a name no one else writes, and `remove_stale` clears such
+leftovers from a folder, and nothing else. `make_folders` and `remove_made` make folders and remove again only
+those a call made (a run's output folder, the download cache).
 """
 
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from minivae.run import stops
 
 TEMP_PREFIX, TEMP_SUFFIX = ".minivae-tmp.", ".tmp"  # every temporary file minivae makes: prefix, name, suffix
 
@@ -28,21 +32,28 @@ def atomic_path(path):
 
     For writers that want a file name (matplotlib, Pillow): the temporary name ends in `path`'s extension,
     so writers that infer the format from it still do. If the block raises, the temporary file is removed
-    and `path` is untouched.
+    and `path` is untouched. A stop (stops.py) can cut the writing short, never the rename and the folder sync
+    that make it durable, nor the clean-up: `path` then holds the old file or the new one, and the caller can
+    tell which by reading it.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX + path.suffix)
-    os.close(fd)
+    tmp = None
     try:
+        with stops.whole():  # made and named at once: a stop cannot leave it behind unseen
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.",
+                                       suffix=TEMP_SUFFIX + path.suffix)
+            os.close(fd)
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())  # the bytes are on the disk before the name points at them
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; ours are ordinary files
-        os.replace(tmp, path)
+        with stops.whole():
+            os.chmod(tmp, 0o644)  # mkstemp makes the file private; ours are ordinary files
+            os.replace(tmp, path)
+            _sync_folder(path.parent)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    _sync_folder(path.parent)
+        with stops.whole():
+            if tmp is not None and os.path.exists(tmp):
+                os.remove(tmp)
 
 
 @contextmanager
@@ -74,3 +85,35 @@ def remove_stale(folder, name="*"):
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def make_folders(folder):
+    """Make `folder` and any missing parents; returns the folders this call made, outermost first (none if it
+    existed). Each is made by one mkdir that fails if it exists, so when two programs race to make the same
+    folder, exactly one of them has made it: only that one may remove it again (`remove_made`)."""
+    folder = Path(folder)
+    missing = []
+    for parent in (folder, *folder.parents):
+        if parent.is_dir():
+            break
+        missing.append(parent)
+    made = []
+    for parent in reversed(missing):
+        try:
+            parent.mkdir()
+        except FileExistsError:  # made by someone else meanwhile (or a file: the next mkdir says so)
+            continue
+        made.append(parent)
+    if not folder.is_dir():
+        raise NotADirectoryError(20, "Not a directory", str(folder))
+    return made
+
+
+def remove_made(made):
+    """Remove the folders `make_folders` made, innermost first, as long as they are empty; a folder that holds
+    anything (someone else's file, say) is left, with those outside it."""
+    for folder in reversed(made):
+        try:
+            Path(folder).rmdir()
+        except OSError:
+            return

@@ -19,7 +19,7 @@ from minivae.models import iwae
 from minivae.run import seeds
 from minivae.run.data import BINARIZE, DATASETS
 from minivae.run.files import one_line
-from minivae.run.kinds import KINDS, kind_of
+from minivae.run.kinds import IMAGE_SIZE, KINDS, kind_of
 from minivae.run.memory import DoesNotFit, is_allocation_failure
 
 DEFAULT = {
@@ -117,9 +117,12 @@ CHOICES = {"dataset": DATASETS, "arch": tuple(KINDS), "activation": tuple(ACTIVA
            "objective": iwae.OBJECTIVES}
 
 
-def config_problem(config):
+def config_problem(config, params=None):
     """What makes `config` (read from a file) unusable, in words ("it lacks 'latent'"), or None if nothing:
-    every key of DEFAULT and a known preset, values among the known choices, sizes and rates in range."""
+    every key of DEFAULT and a known preset, values among the known choices, sizes and rates in range, an
+    objective the model can train on (iwae.check), and for M2 the labelled weight its run worked out. With
+    `params` (name -> array, a checkpoint's), the config's sizes must also be sizes of those arrays, so that an
+    edited config is refused before a model of its sizes is allocated."""
     def whole(value, low):
         return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
 
@@ -133,7 +136,7 @@ def config_problem(config):
     missing = [key for key in (*DEFAULT, "preset") if key not in config]
     if missing:
         return f"its config lacks {', '.join(map(repr, missing))}"
-    if config["preset"] not in PRESETS:
+    if not isinstance(config["preset"], str) or config["preset"] not in PRESETS:
         return f"its config names the preset {config['preset']!r}, which this minivae does not know"
     for key, choices in CHOICES.items():
         if config[key] not in choices:
@@ -153,10 +156,38 @@ def config_problem(config):
                    "labelled_batch_size": whole(config.get("labelled_batch_size"), 1),
                    "classifier_hidden": sizes(config.get("classifier_hidden")),
                    "alpha": number(config.get("alpha")) and config["alpha"] >= 0,
-                   "labelled_weight": config.get("labelled_weight") is None
+                   # a run saves the weight it worked out from its data (start.fill_labelled_weight), never None;
+                   # a checkpoint from before the key existed has none (it trained with 1)
+                   "labelled_weight": "labelled_weight" not in config
                    or (number(config["labelled_weight"]) and config["labelled_weight"] >= 0)}
     bad = [key for key, fine in checks.items() if not fine]
-    return f"its config has an unusable {bad[0]} ({config[bad[0]]!r})" if bad else None
+    if bad:
+        return f"its config has an unusable {bad[0]} ({config[bad[0]]!r})"
+    try:
+        iwae.check(config["objective"], config["k"], config["beta"])
+    except ValueError as err:
+        return f"its config has objective {config['objective']} with k {config['k']} and beta {config['beta']}: {err}"
+    if kind.conditioned and (config["objective"], config["k"]) != ("vae", 1):
+        return (f"its config has objective {config['objective']} with k {config['k']}, but {kind.description} "
+                f"trains on the ELBO with one sample of z")
+    return _sizes_problem(config, kind, params) if params is not None else None
+
+
+def _sizes_problem(config, kind, params):
+    """A size in the config that is the size of none of the parameters (a config edited apart from its weights)."""
+    dims = {int(d) for array in params.values() for d in array.shape}
+    sizes = [("latent", config["latent"])]  # (key, value): value must be a parameter's size
+    if kind.mlp:
+        sizes += [("hidden", h) for h in config["hidden"]] + [("decoder_hidden", h) for h in config["decoder_hidden"]
+                                                              or ()]
+    if kind.semi_supervised:
+        sizes += [("classifier_hidden", h) for h in config["classifier_hidden"]]
+    for key, size in sizes:
+        if size not in dims:
+            return f"its config has {key} {size}, but none of its parameters has that size"
+    if kind.conditioned and IMAGE_SIZE + config["classes"] not in dims:  # the encoder reads x and a one-hot y
+        return f"its config has classes {config['classes']}, but its encoder does not read that many"
+    return None
 
 
 def config_for(preset="default", **overrides):

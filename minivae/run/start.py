@@ -2,19 +2,39 @@
 model and its optimizer built (or restored from a checkpoint), the run's state, and its output folder claimed.
 
     config, model, optimizer, state = start.begin(config, dataset, ckpt)     # ckpt None for a new run
-    created = start.claim_folder(out)
-    training.train(model, optimizer, dataset, config, state, out)
+    with start.claim_folder(out):                                            # made if needed, and locked
+        training.train(model, optimizer, dataset, config, state, out)
 
 Everything that can be checked is checked here, before the first step: a config that cannot train on this data
-(ConfigError), a resume on other data than the checkpoint's (CheckpointError), a folder that cannot be written
-(FolderError).
+(ConfigError), sizes that cannot fit (DoesNotFit), a resume on other data than the checkpoint's, or from a
+checkpoint that cannot build its model (CheckpointError), a folder that cannot be written or that another
+program holds (FolderError, FolderInUse).
+
+What a run owns. Its folder is locked for as long as it runs (a Claim: fcntl.flock on .minivae-lock, which the
+operating system drops when the process ends, however it ends), so a second run, resume or demo in it is refused
+naming the first. A claim removes the folders it made itself, and only while they are empty; in any folder it
+clears only minivae's own temporary files (files.remove_stale) and never touches another file.
 """
 
+import errno
+import os
+import shlex
+import sys
+import time
 from pathlib import Path
 
-from minivae.run import checkpoint, files, presets, training
+import numpy as np
+
+from minivae.core import backend
+from minivae.run import checkpoint, files, presets, stops, training
 from minivae.run.feeds import choose_labelled
-from minivae.run.kinds import kind_of
+from minivae.run.kinds import IMAGE_SIZE, kind_of
+from minivae.run.memory import DoesNotFit, is_allocation_failure
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a folder is then not locked (docs/faults.md says so)
+    fcntl = None
 
 
 class ConfigError(ValueError):
@@ -40,29 +60,63 @@ def fill_labelled_weight(config, dataset):
 
 
 def check_labels(config, dataset):
-    """M2's labels must be shared equally among the classes and leave images unlabelled (feeds.choose_labelled
-    says why not, in a ConfigError)."""
-    if kind_of(config).semi_supervised:
+    """A model that reads labels needs one class for each of them; M2's labels must be shared equally among the
+    classes and leave images unlabelled (feeds.choose_labelled says why not, in a ConfigError)."""
+    kind = kind_of(config)
+    if kind.conditioned and len(dataset.y_train) and int(dataset.y_train.max()) >= config["classes"]:
+        raise ConfigError("classes", config["classes"], f"the training labels go up to {int(dataset.y_train.max())}")
+    if kind.semi_supervised:
         try:
             choose_labelled(dataset.y_train, config["labels"], config["classes"], config["seed"])
         except ValueError as err:
             raise ConfigError("labels", config["labels"], files.one_line(err)) from None
 
 
-def check_same_data(ckpt, dataset):
-    """A checkpoint resumes only on the data it was trained on: CheckpointError (one line) otherwise."""
+def check_fits(config):
+    """The largest array a training step makes beyond the model's weights must fit in memory: a K-sample objective
+    decodes K * batch rows of z at once (models/iwae.py), so an absurd --k is refused before training, not at
+    the first step. Raises DoesNotFit naming the keys to make smaller."""
+    k, batch = config.get("k", 1), config["batch_size"]
+    if k == 1:
+        return
+    rows = k * batch
+    try:  # reserved, never touched: an allocation the system cannot grant fails here, at once
+        backend.xp.empty((rows, IMAGE_SIZE), dtype=np.float32)
+    except (MemoryError, ValueError) as err:
+        if not is_allocation_failure(err):
+            raise
+        raise DoesNotFit(f"{k} samples of z for each of {batch} images ({rows:,} rows of {IMAGE_SIZE} pixels to "
+                         f"decode at once) do not fit in memory ({files.one_line(err)})", ("k", "batch_size")) from None
+
+
+def check_same_data(ckpt, now, dataset):
+    """A checkpoint resumes only on the data it was trained on: CheckpointError (one line) otherwise. now: the
+    dataset's fingerprint (training.fingerprint); a checkpoint of minivae 0.1 holds the older one, which is
+    compared with training.fingerprint_0_1 of the same data."""
     saved = ckpt.extra.get("dataset")
-    now = training.fingerprint(dataset)
-    if saved is not None and saved != now:
-        differs = next(key for key in now if saved.get(key) != now[key])
-        raise checkpoint.CheckpointError(f"{ckpt.path} was trained on other data ({differs}: {saved.get(differs)} "
-                                         f"then, {now[differs]} now); resume it on the same files, or start a new run")
+    if saved is None:
+        return
+    if "sample_sha256" in saved:
+        now = training.fingerprint_0_1(dataset)
+    differs = [key for key in [*now, *(k for k in saved if k not in now)] if saved.get(key) != now.get(key)]
+    if not differs:
+        return
+    key = differs[0]
+    if key in training.FINGERPRINT_PARTS:
+        what = f"its {training.FINGERPRINT_PARTS[key]} differ"
+    else:
+        what = f"{key}: {saved.get(key)} then, {now.get(key)} now"
+    raise checkpoint.CheckpointError(f"{ckpt.path} was trained on other data ({what}); resume it on the same files, "
+                                     f"or start a new run")
 
 
 def recorded_data_folder(ckpt):
     """The folder a checkpoint's run read its data from, if the checkpoint says and it is still there; else None
     (then the usual places are searched: download.py)."""
     folder = ckpt.extra.get("data_folder")
+    if not isinstance(folder, (str, type(None))):
+        raise checkpoint.CheckpointError(f"{ckpt.path}: its data folder is not a path; it was written by another "
+                                         f"version of minivae, or edited")
     return folder if folder and Path(folder).is_dir() else None
 
 
@@ -71,46 +125,198 @@ def begin(config, dataset, ckpt=None, threads=None):
     filled in, the model and optimizer fresh (or as the checkpoint ckpt left them: then `state` continues its
     run), and the RunState that records where the data came from. threads: the --threads count, kept in the
     checkpoint."""
-    if len(dataset.x_train) == 0:
-        raise ConfigError("validation", config["validation"], "no training images are left; hold out less")
-    check_labels(config, dataset)
+    try:
+        if len(dataset.x_train) == 0:
+            raise ConfigError("validation", config["validation"], "no training images are left; hold out less")
+        check_labels(config, dataset)
+    except ConfigError as err:
+        if ckpt is None:
+            raise
+        raise checkpoint.CheckpointError(f"{ckpt.path}: its config's {err.key} {err.value} cannot train on this data "
+                                         f"({err.reason}); resume it on the data it was trained on") from None
     config = fill_labelled_weight(config, dataset)
-    model = presets.build_model(config)
-    optimizer = presets.build_optimizer(config, model)
-    state = training.RunState()
+    now = training.fingerprint(dataset, config)
     if ckpt is not None:
-        check_same_data(ckpt, dataset)
-        checkpoint.restore(model, optimizer, ckpt)
+        check_same_data(ckpt, now, dataset)
         state = training.RunState.from_checkpoint(ckpt)
-    state.data_folder, state.dataset_fingerprint = dataset.folder, training.fingerprint(dataset)
+        steps = training.steps_per_epoch(config, dataset)
+        if state.step > steps:
+            raise checkpoint.CheckpointError(f"{ckpt.path}: it stopped at step {state.step} of an epoch of {steps} "
+                                             f"steps; it was written by another version of minivae, or edited")
+        try:
+            check_fits(config)
+        except DoesNotFit as err:  # its k and batch size are the run's: they cannot change on a resume
+            raise checkpoint.CheckpointError(f"{ckpt.path}: {files.one_line(err)}; it cannot be resumed on this "
+                                             f"machine") from None
+        model, optimizer = restored(ckpt, config, with_optimizer=True)
+    else:
+        check_fits(config)
+        model = presets.build_model(config)
+        optimizer = presets.build_optimizer(config, model)
+        state = training.RunState()
+    state.data_folder, state.dataset_fingerprint = dataset.folder, now
     state.threads = threads
     return config, model, optimizer, state
 
 
-def claim_folder(out):
-    """Make the output folder `out` (and its parents) if needed and check, before any training, that files can be
-    written there; then clear what a save killed mid-way (SIGKILL) left of minivae's own temporary files.
-    Returns True when this call created the folder (so that a run that saves nothing can remove it again).
-    Raises FolderError naming the folder."""
+def restored(ckpt, config=None, with_optimizer=False):
+    """The model (and with_optimizer, its optimizer) of a checkpoint, its values restored. config: the checkpoint's
+    completed (default presets.complete(ckpt.config)). A config the model cannot be built from, or sizes that do
+    not fit here, are refused as the checkpoint's (CheckpointError naming the file): its config was checked
+    (presets.config_problem), so that is damage or a machine too small for it."""
+    config = config or presets.complete(ckpt.config)
+    try:
+        model = presets.build_model(config)
+        optimizer = presets.build_optimizer(config, model) if with_optimizer else None
+    except DoesNotFit as err:
+        raise checkpoint.CheckpointError(f"{ckpt.path}: {files.one_line(err)}; it cannot be resumed or evaluated on "
+                                         f"this machine") from None
+    except (ValueError, TypeError) as err:
+        raise checkpoint.CheckpointError(f"{ckpt.path}: its config cannot build a model ({files.one_line(err)}); it "
+                                         f"was written by another version of minivae, or edited") from None
+    checkpoint.restore(model, optimizer, ckpt)
+    return model, optimizer
+
+
+class FolderInUse(FolderError):
+    """Another program holds the output folder (its lock): `holder` says which process, as it wrote itself."""
+
+    def __init__(self, folder, holder):
+        super().__init__(f"the output folder {folder} is in use by {holder}; wait for it to end")
+        self.folder, self.holder = folder, holder
+
+
+LOCK = ".minivae-lock"  # the file a run locks its folder with, a name of minivae's own
+
+
+class Claim:
+    """A run's hold on its output folder: an exclusive lock (fcntl.flock on LOCK inside it) that the operating
+    system drops when the process ends, however it ends, so a killed run leaves no stale lock. `made`: the
+    folders the claim made (files.make_folders), the only ones `release` may remove, and only when empty.
+
+    Used as a context manager (the training command), or held to the end of the process (the demos)."""
+
+    def __init__(self, folder, made, fd):
+        self.folder, self.made, self.fd = folder, made, fd
+
+    @property
+    def created(self):
+        """Whether this claim made the folder itself."""
+        return bool(self.made) and self.made[-1] == self.folder
+
+    def release(self):
+        """Clear any temporary file of minivae's the folder still holds (a stop can land just before a clean-up
+        begins; under the lock, every one is this run's), unlock and remove the lock file; then remove the
+        folders the claim made if they hold nothing."""
+        if self.fd is None:
+            return
+        with stops.whole():
+            try:
+                files.remove_stale(self.folder)
+                (self.folder / LOCK).unlink(missing_ok=True)  # before unlocking: see _lock for the reopen
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+            files.remove_made(self.made)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def claim_folder(out, new=False):
+    """Make the output folder `out` (and its parents) if needed, lock it for this process (a second program
+    claiming it gets FolderInUse, naming this one), check that files can be written there, then clear what a save
+    killed mid-way (SIGKILL) left of minivae's own temporary files. new: `out` must not exist yet (then
+    FileExistsError, so the caller can pick another name). Returns the Claim; raises FolderError naming the
+    folder."""
     out = Path(out)
-    created = not out.exists()
-    probe = out / f"{files.TEMP_PREFIX}write-test"  # a name of minivae's own (files.py), gone at once
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with files.atomic_file(probe):
-            pass
-        probe.unlink()
-    except OSError as err:
-        if created:
-            remove_if_empty(out)
-        raise FolderError(f"cannot write to the output folder {out} ({files.one_line(err)})") from None
-    files.remove_stale(out)
-    return created
+    if new and out.exists():
+        raise FileExistsError(17, "File exists", str(out))
+    for _ in range(100):  # a holder that removed the folder or its lock file meanwhile: look again
+        try:
+            made = files.make_folders(out)
+        except OSError as err:
+            raise FolderError(f"cannot write to the output folder {out} ({files.one_line(err)})") from None
+        if new and (not made or made[-1] != out):
+            files.remove_made(made)
+            raise FileExistsError(17, "File exists", str(out))
+        try:
+            fd = _lock(out)
+        except FolderInUse:
+            raise  # (a folder someone else uses is never removed, even when this claim made it)
+        except OSError as err:
+            files.remove_made(made)
+            raise FolderError(f"cannot write to the output folder {out} ({files.one_line(err)})") from None
+        if fd is None:
+            continue
+        claim = Claim(out, made, fd)
+        try:
+            probe = out / f"{files.TEMP_PREFIX}write-test.probe{files.TEMP_SUFFIX}"  # ours, removed at once
+            try:
+                with files.atomic_file(probe):
+                    pass
+            finally:
+                with stops.whole():
+                    probe.unlink(missing_ok=True)
+            files.remove_stale(out)
+        except OSError as err:
+            claim.release()
+            raise FolderError(f"cannot write to the output folder {out} ({files.one_line(err)})") from None
+        except BaseException:
+            claim.release()
+            raise
+        return claim
+    raise FolderError(f"cannot lock the output folder {out}: its lock file keeps changing")
 
 
-def remove_if_empty(folder):
-    """Remove a folder that holds nothing (a run that created it and saved nothing); else leave it."""
-    try:
-        Path(folder).rmdir()
-    except OSError:
-        pass
+def _lock(folder):
+    """Open and lock folder/LOCK; write this process into it. Returns the file descriptor, or None when the
+    file that was locked is no longer the one of that name (a holder removed it as it ended: look again)."""
+    path = folder / LOCK
+    with stops.whole():  # opened and locked at once, or neither
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = _holder(fd) if err.errno in LOCKED else ""
+            os.close(fd)
+            if err.errno in LOCKED:
+                raise FolderInUse(folder, holder or "another process") from None
+            raise
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if not same:  # the holder unlinked it between our open and our lock
+            os.close(fd)
+            return None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} ({this_program()})\n".encode("utf-8", "backslashreplace"))
+    return fd
+
+
+LOCKED = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)  # flock's ways of saying "held by another"
+
+
+def _holder(fd):
+    """What the process holding the lock file `fd` wrote into it ('process 123 (python -m minivae.train ...)'). It
+    writes that just after it locks, so a claim that lost a race by a moment waits a little for it."""
+    for _ in range(50):
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+        if text.endswith("\n"):  # the whole line is there
+            break
+        time.sleep(0.01)
+    return text.strip()
+
+
+def this_program():
+    """The command line of this process, short enough for a message: 'python -m minivae.train --out runs/a'."""
+    words = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    words[0] = Path(words[0]).name
+    text = shlex.join(words)
+    return text if len(text) <= 200 else text[:197] + "..."

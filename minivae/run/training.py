@@ -16,14 +16,16 @@ One epoch, as the loop below runs it:
 next one, the running totals of the unfinished epoch and its noise generator's state. So a run resumed from a
 checkpoint -- even one saved mid-epoch -- gives bit for bit the numbers of a run that was never stopped.
 
-Stopping. The training command's signal handler (Ctrl-C, SIGTERM, SIGHUP) only sets `state.stop_requested`;
-the loop looks at it between two steps and raises KeyboardInterrupt there, so an update is never half
-applied when the command saves. A loss that turns NaN or infinite raises Diverged before the optimizer can
-spread it into the weights, and so does a test loss that does (an epoch's last update broke the weights)
-before they are saved. The checkpoint is written before metrics.json, so metrics.json never describes
-an epoch the checkpoint does not hold.
+Stopping. While a run trains, a first Ctrl-C, SIGTERM or SIGHUP only sets `state.stop_requested` (stops.py);
+the loop looks at it between two steps and raises KeyboardInterrupt there, so that the command (faults.py) saves
+a step that is whole. A second signal may cut a step short, never an optimizer update and its record, nor the
+close of an epoch (stops.whole): the state saved is always one the run was really in. A loss that turns NaN or
+infinite raises Diverged before the optimizer can spread it into the weights, and so does a test loss that does
+(an epoch's last update broke the weights) before they are saved. The checkpoint is written before
+metrics.json, so metrics.json never describes an epoch the checkpoint does not hold.
 """
 
+import hashlib
 import json
 import math
 import sys
@@ -34,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from minivae.core import backend
-from minivae.run import checkpoint, data, feeds, metrics, progress, seeds
+from minivae.run import checkpoint, data, feeds, metrics, progress, seeds, stops
 from minivae.run.files import atomic_file, one_line
 from minivae.run.kinds import kind_of
 
@@ -92,14 +94,67 @@ class RunState:
 
     @classmethod
     def from_checkpoint(cls, ckpt):
+        """Where the run that saved `ckpt` stood. Everything read is checked first: CheckpointError naming the
+        file for an entry a run could not have written (see `_state_problem`)."""
+        problem = _state_problem(ckpt)
+        if problem:
+            raise checkpoint.CheckpointError(f"{ckpt.path}: {problem}; it was written by another version of minivae, "
+                                             f"or edited")
         extra = ckpt.extra
-        # The first checkpoints kept the totals as a list [loss, recon, kl, examples] under "sums".
-        totals = extra.get("totals") or dict(zip(("loss", "recon", "kl", "examples"), extra.get("sums", ())))
         frames = {name: list(ckpt.arrays.get(f"frames_{name}", [])) for name in ("samples", "reconstructions")}
-        return cls(epoch=ckpt.epoch, step=ckpt.step, totals=Totals(**totals),
+        return cls(epoch=ckpt.epoch, step=ckpt.step, totals=Totals(**_totals(extra)),
                    noise_state=ckpt.rng_state, seconds=extra.get("seconds", 0.0), history=ckpt.history,
                    frames=frames, data_folder=extra.get("data_folder"),
                    dataset_fingerprint=extra.get("dataset"), saved=describe(ckpt.epoch, ckpt.step))
+
+
+def _totals(extra):
+    """The running sums of the unfinished epoch, as Totals takes them. The first checkpoints kept them as a list
+    [loss, recon, kl, examples] under "sums"."""
+    if "totals" in extra or "sums" not in extra:
+        return extra.get("totals") or {}
+    sums = extra["sums"]
+    if not isinstance(sums, list) or len(sums) != 4:
+        return sums
+    return {"sums": dict(zip(("loss", "recon", "kl"), sums[:3])), "examples": sums[3]}
+
+
+def _state_problem(ckpt):
+    """What in a checkpoint a RunState cannot continue from, in words, or None: one history entry per finished
+    epoch, running sums of numbers, a noise generator state of the kind seeds.py makes (needed mid-epoch), the
+    progress frames as progress.py makes them, the data's folder and fingerprint."""
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if len(ckpt.history) != ckpt.epoch:
+        return f"its history holds {len(ckpt.history)} epochs, but it finished {ckpt.epoch}"
+    for record in ckpt.history:
+        if not (isinstance(record.get("epoch"), int) and isinstance(record.get("train"), dict)
+                and isinstance(record.get("test"), dict)
+                and all(number(v) for part in ("train", "test") for v in record[part].values())):
+            return f"its history entry {record!r:.60} is not an epoch's losses"
+    totals = _totals(ckpt.extra)
+    if not (isinstance(totals, dict) and set(totals) <= {"sums", "examples"}
+            and isinstance(totals.get("sums", {}), dict) and all(number(v) for v in totals.get("sums", {}).values())
+            and isinstance(totals.get("examples", 0), int) and totals.get("examples", 0) >= 0):
+        return f"its running sums {totals!r:.60} are not what a run keeps"
+    if not number(ckpt.extra.get("seconds", 0.0)):
+        return "its seconds are not a number"
+    if ckpt.rng_state is not None or ckpt.step:  # mid-epoch the loop goes on from it; at an epoch's end it is None
+        try:
+            seeds.generator(0, seeds.NOISE).bit_generator.state = ckpt.rng_state
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            return f"its noise generator state cannot be restored ({one_line(err)})"
+    for name, count in (("samples", progress.PROGRESS_SAMPLES), ("reconstructions", progress.PROGRESS_IMAGES)):
+        frames = ckpt.arrays.get(f"frames_{name}")
+        if frames is not None and (frames.dtype != np.uint8 or frames.shape[1:] != (count, 784)
+                                   or len(frames) > ckpt.epoch):
+            return f"its progress frames of {name} ({frames.dtype} of shape {frames.shape}) are not what a run keeps"
+    if not isinstance(ckpt.extra.get("data_folder"), (str, type(None))):
+        return "its data folder is not a path"
+    if not isinstance(ckpt.extra.get("dataset"), (dict, type(None))):
+        return "its dataset fingerprint is not an object"
+    return None
 
 
 def describe(epoch, step):
@@ -107,12 +162,51 @@ def describe(epoch, step):
     return f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
 
 
-def fingerprint(dataset):
-    """A cheap description of the training data: name, sizes, and a hash of every 97th image."""
-    import hashlib
+def on_disk(path):
+    """What the checkpoint at `path` holds, in words (`describe`), or None when there is none that can be read:
+    what a message about a stop says, from the file itself rather than from what the run meant to write."""
+    try:
+        return describe(*checkpoint.position(path))
+    except checkpoint.CheckpointError:
+        return None
 
-    digest = hashlib.sha256(np.ascontiguousarray(dataset.x_train[::97]).tobytes()).hexdigest()[:16]
-    return {"name": dataset.name, "train": len(dataset.x_train), "test": len(dataset.x_test), "sample_sha256": digest}
+
+def fingerprint(dataset, config):
+    """What a run trains on, so that a resume on other data is refused: the dataset's name and sizes, a hash of
+    every training image and, for a model that reads labels (kinds.py), of the training labels and (M2) of which
+    images keep theirs. Hashing the 188 MB of a full training set takes a fraction of a second, once per start."""
+    now = {"name": dataset.name, "train": len(dataset.x_train), "test": len(dataset.x_test),
+           "images_sha256": _digest(dataset.x_train)}
+    kind = kind_of(config)
+    if kind.conditioned:
+        now["labels_sha256"] = _digest(dataset.y_train)
+    if kind.semi_supervised:
+        now["labelled_sha256"] = _digest(feeds.choose_labelled(dataset.y_train, config["labels"], config["classes"],
+                                                               config["seed"]))
+    return now
+
+
+def fingerprint_0_1(dataset):
+    """The fingerprint minivae 0.1 saved: name, sizes and a hash of every 97th training image (no labels). A
+    checkpoint that holds one is compared with this, so that it still resumes on the same data."""
+    return {"name": dataset.name, "train": len(dataset.x_train), "test": len(dataset.x_test),
+            "sample_sha256": _digest(dataset.x_train[::97])}
+
+
+FINGERPRINT_PARTS = {"images_sha256": "training images", "labels_sha256": "training labels",
+                     "labelled_sha256": "labelled images", "sample_sha256": "training images"}
+
+
+def _digest(array):
+    """The first 16 hex digits of the SHA-256 of an array's bytes (host NumPy)."""
+    array = np.ascontiguousarray(array)
+    return hashlib.sha256(memoryview(array).cast("B")).hexdigest()[:16]
+
+
+def steps_per_epoch(config, dataset):
+    """The optimizer steps of one epoch: batches of the images the loop runs over (for M2, the unlabelled ones)."""
+    rows = len(dataset.x_train) - (config["labels"] if kind_of(config).semi_supervised else 0)
+    return -(-rows // config["batch_size"])
 
 
 def save_checkpoint(path, model, optimizer, config, state):
@@ -157,6 +251,7 @@ def train(model, optimizer, dataset, config, state, out):
             with bar, np.errstate(over="ignore", invalid="ignore"):
                 for rows in index_batches[state.step:]:
                     if state.stop_requested:
+                        stops.disarm()  # a further signal waits for the save that this stop leads to
                         raise KeyboardInterrupt
                     if dynamic:  # a fresh Bernoulli draw of each image, on the host, then to the device
                         x = backend.to_device(data.binarize_batch(x_train[rows], noise))
@@ -166,12 +261,13 @@ def train(model, optimizer, dataset, config, state, out):
                     if not math.isfinite(loss.loss):
                         raise Diverged(f"the training loss became {loss.loss} at epoch {epoch}, "
                                        f"step {state.step + 1}")
-                    state.updating = True
-                    optimizer.step(model.grads)
-                    state.updating = False
-                    state.step += 1
-                    state.totals.add(loss, len(rows))
-                    state.noise_state = noise.bit_generator.state
+                    with stops.whole():  # the update and its record, never one without the other
+                        state.updating = True
+                        optimizer.step(model.grads)
+                        state.updating = False
+                        state.step += 1
+                        state.totals.add(loss, len(rows))
+                        state.noise_state = noise.bit_generator.state
                     if state.step % BAR_EVERY == 0:
                         bar.set_postfix_str(f"loss {state.totals.means()['loss']:.2f}", refresh=False)
                         bar.update(state.step - bar.n)
@@ -181,6 +277,7 @@ def train(model, optimizer, dataset, config, state, out):
         with np.errstate(over="ignore", invalid="ignore"):
             finish_epoch(model, optimizer, dataset, config, state, epoch, started, out)
         if state.stop_requested:  # asked during the evaluation or the save: the epoch is saved, stop here
+            stops.disarm()
             raise KeyboardInterrupt
 
 
@@ -194,11 +291,13 @@ def finish_epoch(model, optimizer, dataset, config, state, epoch, started, out):
         raise Diverged(f"the test loss became {record['test']['loss']} after epoch {epoch}")
     if dataset.x_val is not None:
         record["val"] = metrics.test_losses(model, kind, dataset.x_val, dataset.y_val, seed)
-    for name, frame in progress.progress_frames(model, kind, dataset.x_test, dataset.y_test, seed).items():
-        state.frames[name].append(frame)
+    frames = progress.progress_frames(model, kind, dataset.x_test, dataset.y_test, seed)
     record["seconds"] = round(time.perf_counter() - started, 2)
-    state.history.append(record)
-    state.epoch, state.step, state.totals, state.noise_state, state.seconds = epoch, 0, Totals(), None, 0.0
+    with stops.whole():  # the epoch in the history and the state at its end, never one without the other
+        state.history.append(record)
+        for name, frame in frames.items():
+            state.frames[name].append(frame)
+        state.epoch, state.step, state.totals, state.noise_state, state.seconds = epoch, 0, Totals(), None, 0.0
     print(epoch_line(record, config), flush=True)
     try:
         save_checkpoint(out / checkpoint.FILENAME, model, optimizer, config, state)

@@ -13,10 +13,13 @@ checkpoint with NaN weights, 130 for a stop (Ctrl-C, SIGTERM, SIGHUP) that saved
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +28,17 @@ import numpy as np
 import pytest
 from conftest import REPO, write_dataset
 
-from minivae import cli, evaluate, train
+from minivae import cli, evaluate, gradcheck, train
+from minivae.bench import __main__ as bench
+from minivae.bench import timing
 from minivae.figures import run_figures
 from minivae.models import vae
-from minivae.run import checkpoint, data, files, training
+from minivae.run import checkpoint, data, download, files, start, stops, training
 
 N_TRAIN, N_TEST, BATCH = 64, 16, 16  # 4 steps per epoch
-COMMANDS = {"train": train.main, "evaluate": evaluate.main}
+COMMANDS = {"train": train.main, "evaluate": evaluate.main, "bench": bench.main, "gradcheck": gradcheck.main}
 SMALL = ["--hidden", "16", "--latent", "2", "--batch-size", str(BATCH), "--eval-samples", "2", "--no-plots"]
+LABELLED = {"cvae": ["--preset", "cvae"], "m2": ["--preset", "m2", "--labels", "20"]}  # 20 labels: 44 unlabelled
 
 
 @pytest.fixture(autouse=True)
@@ -53,9 +59,31 @@ def finished(tiny, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def labelled_runs(tiny, tmp_path_factory):
+    """A finished epoch of the conditional VAE and of M2, whose data fingerprints cover labels."""
+    runs = {}
+    for name, preset in LABELLED.items():
+        runs[name] = tmp_path_factory.mktemp(name) / "run"
+        assert train.main(["--data-dir", str(tiny), "--out", str(runs[name]), "--epochs", "1", *preset, *SMALL]) == 0
+    return runs
+
+
+@pytest.fixture(scope="module")
+def stopped(tiny, tmp_path_factory):
+    """A run stopped by SIGTERM at epoch 2, step 2: a checkpoint saved mid-epoch (with its noise generator)."""
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fail_at_step(6, signal_self(signal.SIGTERM))(World(out.parent, tiny, out, monkeypatch))
+        assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "2", *SMALL]) == 130
+    assert checkpoint.load(out).step == 2
+    return out
+
+
 @dataclass
 class World:
-    """What a case's setup and command line may use: its own folder, the data, a copy of a finished run."""
+    """What a case's setup and command line may use: its own folder, the data, copies of finished runs (an MLP
+    VAE's, a conditional VAE's, an M2's) and of a run stopped mid-epoch."""
 
     tmp: Path
     data: Path
@@ -65,6 +93,11 @@ class World:
     @property
     def out(self):
         return self.tmp / "out"
+
+    def __getattr__(self, name):  # cvae, m2, mid: the copies beside run
+        if name in ("cvae", "m2", "mid"):
+            return self.tmp / name
+        raise AttributeError(name)
 
 
 # ---------------------------------------------------------------- faults to inject
@@ -225,6 +258,113 @@ def no_gpu(world):
     world.monkeypatch.setattr(train.backend, "requested", "cupy")
 
 
+def edit_checkpoint(which, change):
+    """Rewrite the checkpoint of the copied run `which` (run, cvae, m2, mid): change(entries, meta) edits its
+    arrays (name -> array) and its metadata (a dict) in place."""
+    def setup(world):
+        path = getattr(world, which) / checkpoint.FILENAME
+        with np.load(path) as npz:
+            entries = {name: npz[name] for name in npz.files}
+        before = entries["meta"]
+        meta = json.loads(str(before))
+        change(entries, meta)
+        if entries["meta"] is before:  # (unless the change replaced the entry itself)
+            entries["meta"] = np.array(json.dumps(meta))
+        np.savez(path, **entries)
+    return setup
+
+
+def set_entry(name, value, which="run"):
+    return edit_checkpoint(which, lambda entries, meta: entries.__setitem__(name, np.asarray(value)))
+
+
+def set_meta(key, value, which="run"):
+    return edit_checkpoint(which, lambda entries, meta: meta.__setitem__(key, value))
+
+
+def set_extra(key, value, which="run"):
+    return edit_checkpoint(which, lambda entries, meta: meta["extra"].__setitem__(key, value))
+
+
+def add_member(name, content, which="run"):
+    """Add a member that is not an array to the checkpoint's zip."""
+    def setup(world):
+        with zipfile.ZipFile(getattr(world, which) / checkpoint.FILENAME, "a") as archive:
+            archive.writestr(name, content)
+    return setup
+
+
+def mt19937_state():
+    """A generator state of another kind than the PCG64 a run keeps, as JSON holds it."""
+    state = np.random.MT19937(0).state
+    state["state"]["key"] = state["state"]["key"].tolist()
+    return state
+
+
+def declare_size(entry, shape, which="run"):
+    """Forge the .npy header of one entry of the checkpoint to declare `shape` (its bytes stay as they are)."""
+    def setup(world):
+        path = getattr(world, which) / checkpoint.FILENAME
+        with zipfile.ZipFile(path) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        raw = members[entry + ".npy"]
+        end = 10 + int.from_bytes(raw[8:10], "little")  # format 1.0: magic, version, 2-byte header length
+        header = raw[10:end].decode("latin1")
+        forged = re.sub(r"'shape': \([^)]*\)", f"'shape': {tuple(shape)!r}", header).rstrip()
+        members[entry + ".npy"] = raw[:10] + (forged.ljust(len(header) - 1) + "\n").encode("latin1") + raw[end:]
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, content in members.items():
+                archive.writestr(name, content)
+    return setup
+
+
+def relabelled(world):
+    """The same images as the run's data, the training labels shifted by one image (the same count per class)."""
+    shutil.copytree(world.data, world.tmp / "relabelled")
+    labels = data.read_idx(world.data / data.FILES[1])
+    data.write_idx(world.tmp / "relabelled" / data.FILES[1], np.roll(labels, 1))
+
+
+_held = []  # claims a case holds on a folder, as another run would (released after each test)
+
+
+def in_use(which):
+    """Another run holds the folder `which` (out or a copied run): its lock, as start.claim_folder takes it."""
+    def setup(world):
+        _held.append(start.claim_folder(world.out if which == "out" else getattr(world, which)))
+    return setup
+
+
+@pytest.fixture(autouse=True)
+def release_held():
+    yield
+    while _held:
+        _held.pop().release()
+
+
+def signal_in(module, name, signum):
+    """A stop while module.name runs (evaluating, timing, checking gradients)."""
+    def setup(world):
+        original = getattr(module, name)
+
+        def stopped(*args, **kwargs):
+            os.kill(os.getpid(), signum)
+            return original(*args, **kwargs)
+
+        world.monkeypatch.setattr(module, name, stopped)
+    return setup
+
+
+def refused_mirrors(world):
+    """No folder named, no cache, no Debian copy: a download, from mirrors that refuse (conftest.isolated_data)."""
+    world.monkeypatch.setitem(download.MIRRORS, "mnist", ["http://127.0.0.1:9/"])
+
+
+def out_holds_a_figure(world):
+    world.out.mkdir()
+    (world.out / "samples.png").write_bytes(b"the user's own picture")
+
+
 # ---------------------------------------------------------------- the battery
 
 TRAIN = ["train", "--data-dir", "{data}", "--out", "{out}", *SMALL]
@@ -318,12 +458,105 @@ CASES = [
          signal_while_drawing),
     case("ctrl-c-while-loading", TRAIN, 130, "nothing was written", stop_loading(signal.SIGINT)),
     case("sigterm-while-loading", TRAIN, 130, "nothing was written", stop_loading(signal.SIGTERM)),
+    # what a run owns (issue 21: 1, 2): files it did not write, a folder another run holds
+    case("out-holds-a-figure", TRAIN[:-1], 2, "samples.png, which this run would overwrite", out_holds_a_figure),
+    case("out-in-use", TRAIN, 2, f"the output folder {{out}} is in use by process {os.getpid()}", in_use("out")),
+    case("resume-in-use", RESUME, 2, "is in use by process", in_use("run")),
+    case("resume-mid-epoch-in-use", [*RESUME[:2], "{mid}", *RESUME[3:]], 2, "is in use by process", in_use("mid")),
+    # the data a run trains on (3): labels and the labelled subset are part of it
+    case("resume-cvae-on-relabelled-data", [*RESUME[:2], "{cvae}", *RESUME[3:], "--data-dir", "{tmp}/relabelled"], 2,
+         "was trained on other data (its training labels differ)", relabelled),
+    case("resume-m2-on-relabelled-data", [*RESUME[:2], "{m2}", *RESUME[3:], "--data-dir", "{tmp}/relabelled"], 2,
+         "was trained on other data (its training labels differ)", relabelled),
+    # everything a checkpoint holds is checked when it is loaded, and the refusal names the file (4)
+    case("optimizer-step-count-nan", RESUME, 2, "{run}/checkpoint.npz: its optimizer's step count t is",
+         set_entry("optim/t", np.nan)),
+    case("optimizer-step-count-fraction", RESUME, 2, "step count t is", set_entry("optim/t", 2.5)),
+    case("optimizer-step-count-negative", RESUME, 2, "step count t is", set_entry("optim/t", -3)),
+    case("optimizer-moment-nan", RESUME, 2, "holds NaN or infinity",
+         edit_checkpoint("run", lambda e, m: e.__setitem__("optim/V.mu.b", np.full_like(e["optim/V.mu.b"], np.nan)))),
+    case("parameter-of-text", EVALUATE, 2, "is an array of <U",
+         edit_checkpoint("run", lambda e, m: e.__setitem__("param/mu.b", e["param/mu.b"].astype(str)))),
+    case("generator-of-another-kind", [*RESUME[:2], "{mid}", *RESUME[3:]], 2,
+         "{mid}/checkpoint.npz: its noise generator state cannot be restored", set_meta("rng_state", mt19937_state(),
+                                                                                         "mid")),
+    case("generator-state-missing-mid-epoch", [*RESUME[:2], "{mid}", *RESUME[3:]], 2,
+         "noise generator state cannot be restored", set_meta("rng_state", None, "mid")),
+    case("generator-state-not-an-object", RESUME, 2, "generator state is not an object", set_meta("rng_state", [1])),
+    case("step-count-fraction", RESUME, 2, "its step is 1.5, not a whole number", set_meta("step", 1.5)),
+    case("epoch-count-negative", EVALUATE, 2, "its epoch is -1, not a whole number", set_meta("epoch", -1)),
+    case("history-shorter-than-epochs", RESUME, 2, "its history holds 0 epochs, but it finished 1",
+         set_meta("history", [])),
+    case("running-sums-edited", [*RESUME[:2], "{mid}", *RESUME[3:]], 2, "running sums",
+         set_extra("totals", {"sums": {"loss": "x"}, "examples": 3}, "mid")),
+    case("progress-frames-damaged", RESUME, 2, "progress frames of samples", set_entry("array/frames_samples", [1.5])),
+    case("data-folder-not-a-path", RESUME, 2, "data folder is not a path", set_extra("data_folder", 7)),
+    case("iwae-with-a-kl-weight", RESUME, 2, "the IWAE bound has no KL weight",
+         edit_config(objective="iwae", beta=0.5)),
+    case("cvae-with-k-samples", [*RESUME[:2], "{cvae}", *RESUME[3:]], 2, "trains on the ELBO with one sample",
+         edit_checkpoint("cvae", lambda e, m: m["config"].update(objective="iwae", k=5))),
+    case("m2-labelled-weight-null-at-evaluate", ["evaluate", "{m2}", "--eval-samples", "2"], 2,
+         "{m2}/checkpoint.npz: its config has an unusable labelled_weight (None)",
+         edit_checkpoint("m2", lambda e, m: m["config"].update(labelled_weight=None))),
+    case("config-sizes-not-the-weights", EVALUATE, 2, "its config has hidden 100000000, but none of its parameters",
+         edit_config(hidden=[10**8])),
+    case("entry-declares-an-absurd-size", RESUME, 2, "{run}/checkpoint.npz: the entry 'param/encoder.0.W' declares",
+         declare_size("param/encoder.0.W", (10**15,))),
+    case("evaluate-entry-declares-an-absurd-size", EVALUATE, 2, "the entry 'optim/t' declares",
+         declare_size("optim/t", (10**8, 10**8))),
+    case("an-entry-that-is-not-an-array", EVALUATE, 2, "{run}/checkpoint.npz: its entry 'notes' is not an array",
+         add_member("notes", b"hello")),
+    case("meta-nested-past-the-stack", EVALUATE, 2, "not a readable minivae checkpoint",
+         set_entry("meta", "[" * 100_000 + "]" * 100_000)),
+    case("preset-of-the-wrong-type", EVALUATE, 2, "the preset ['default']", edit_config(preset=["default"])),
+    case("step-past-the-epoch", [*RESUME[:2], "{mid}", *RESUME[3:]], 2, "it stopped at step 99 of an epoch of 4",
+         set_meta("step", 99, "mid")),
+    case("labels-that-cannot-train-on-this-data", [*RESUME[:2], "{m2}", *RESUME[3:]], 2,
+         "{m2}/checkpoint.npz: its config's labels 70 cannot train on this data",
+         edit_checkpoint("m2", lambda e, m: m["config"].update(labels=70))),
+    case("meta-declares-an-absurd-size", EVALUATE, 2, "the entry 'meta' declares", declare_size("meta", (10**6,))),
+    # the bench checks its options first, and stops like the other commands (5)
+    case("bench-data-dir-missing", ["bench", "--data-dir", "{tmp}/nowhere"], 2, "no such folder"),
+    case("bench-data-dir-too-small", ["bench", "--data-dir", "{data}"], 2, "fewer than the 60,000 of the epochs"),
+    case("bench-hidden-past-memory", ["bench", "--hidden", str(10**11)], 2, "choose a smaller --hidden or --latent"),
+    case("bench-latent-past-numpy", ["bench", "--latent", str(10**19)], 2, TOO_BIG),
+    case("bench-batch-past-memory", ["bench", "--batch-size", str(10**12)], 2, "smaller --batch-size"),
+    case("bench-ctrl-c", ["bench", "--repeats", "1", "--epoch-repeats", "1", "--epoch-steps", "2"], 130,
+         "interrupted; nothing was written", signal_in(timing, "alternate", signal.SIGINT)),
+    case("bench-sigterm", ["bench", "--repeats", "1"], 130, "nothing was written",
+         signal_in(timing, "alternate", signal.SIGTERM)),
+    case("bench-sighup", ["bench", "--repeats", "1"], 130, "nothing was written",
+         signal_in(timing, "alternate", signal.SIGHUP)),
+    # every command stops on SIGTERM and SIGHUP as on Ctrl-C (7)
+    case("evaluate-sigterm", EVALUATE, 130, "interrupted; nothing was written",
+         signal_in(evaluate.metrics, "final_results", signal.SIGTERM)),
+    case("evaluate-sighup", EVALUATE, 130, "nothing was written", signal_in(evaluate.data, "load", signal.SIGHUP)),
+    case("gradcheck-sigterm", ["gradcheck"], 130, "interrupted; nothing was written",
+         signal_in(gradcheck, "run_check", signal.SIGTERM)),
+    case("gradcheck-ctrl-c", ["gradcheck"], 130, "nothing was written",
+         signal_in(gradcheck, "run_check", signal.SIGINT)),
+    case("sighup-in-epoch-2-then-again-in-save", [*TRAIN, "--epochs", "2"], 130,
+         "interrupted again); {out}/checkpoint.npz holds the end of epoch 1; resume with:",
+         twice(signal.SIGHUP, step=7)),
+    case("resumed-into-a-new-folder-sigterm-in-its-first-step", [*RESUME, "--out", "{out}"], 130,
+         "{out}/checkpoint.npz holds epoch 2, step 1; resume with:",
+         fail_at_step(1, signal_self(signal.SIGTERM))),
+    # sizes that cannot fit are refused before training, naming the option (9)
+    case("iwae-k-past-memory", [*TRAIN, "--objective", "iwae", "--k", str(10**12)], 2,
+         "decode at once) do not fit in memory"),
+    case("k-past-memory-names-k", [*TRAIN, "--k", str(10**12)], 2, "; choose a smaller --k or --batch-size"),
+    case("resume-k-past-memory", RESUME, 2, "{run}/checkpoint.npz: ", edit_config(k=10**12)),
+    # a download that fails leaves no folder behind (10)
+    case("offline-without-data", [w for w in TRAIN if w not in ("--data-dir", "{data}")], 2, "could not download",
+         refused_mirrors),
+    case("offline-without-mirrors", [w for w in TRAIN if w not in ("--data-dir", "{data}")], 2, "no mirrors"),
 ]
 
 
 def run_case(argv, world, capsys):
     """Run the case's command in process; returns (exit code, stderr)."""
-    words = [w.format(data=world.data, out=world.out, run=world.run, tmp=world.tmp) for w in argv]
+    words = [w.format(data=world.data, out=world.out, run=world.run, tmp=world.tmp, cvae=world.cvae, m2=world.m2,
+                      mid=world.mid) for w in argv]
     capsys.readouterr()
     try:
         code = COMMANDS[words[0]](words[1:])
@@ -345,15 +578,19 @@ def assert_ends_cleanly(code, err, expected_code, phrase, folder):
 
 
 @pytest.mark.parametrize("argv, code, phrase, setup", CASES)
-def test_fault(argv, code, phrase, setup, tiny, finished, tmp_path, monkeypatch, capsys):
+def test_fault(argv, code, phrase, setup, tiny, finished, labelled_runs, stopped, tmp_path, monkeypatch, capsys):
     if (setup is no_gpu or "gpu" in argv) and has_cupy():
         pytest.skip("CuPy is installed here")
     world = World(tmp_path, tiny, tmp_path / "run", monkeypatch)
     shutil.copytree(finished, world.run)
+    for name, run in labelled_runs.items():
+        shutil.copytree(run, tmp_path / name)
+    shutil.copytree(stopped, world.mid)
     if setup is not None:
         setup(world)
     result, err = run_case(argv, world, capsys)
-    assert_ends_cleanly(result, err, code, phrase.format(out=world.out), tmp_path)
+    assert_ends_cleanly(result, err, code, phrase.format(out=world.out, run=world.run, mid=world.mid, m2=world.m2),
+                        tmp_path)
 
 
 # ---------------------------------------------------------------- the demos, as students start them
@@ -502,3 +739,321 @@ def test_every_user_error_has_a_one_line_explanation():
                   ValueError("Maximum allowed dimension exceeded")):
         assert "\n" not in cli.explain(error)
     assert cli.explain(ValueError("a bug")) is None  # which keeps its traceback
+
+
+# ---------------------------------------------------------------- a second signal at every point of the stop's save
+
+
+class SignalsAt:
+    """files.py's `os`, with a signal sent to this process as call number `at` (of those made once `armed`) begins,
+    or as it returns: every point of a save's rename, chmod, file and folder syncs. `more`: further calls that send
+    one too (a third signal, a fourth)."""
+
+    def __init__(self, at, after, signum=signal.SIGTERM, more=0):
+        self.at, self.after, self.signum, self.more = at, after, signum, more
+        self.armed, self.calls = False, 0
+
+    def __getattr__(self, name):
+        real = getattr(os, name)
+        if not callable(real):
+            return real
+
+        def call(*args, **kwargs):
+            if not self.armed:
+                return real(*args, **kwargs)
+            self.calls += 1
+            hit = self.at <= self.calls <= self.at + self.more
+            if hit and not self.after:
+                os.kill(os.getpid(), self.signum)
+            result = real(*args, **kwargs)
+            if hit and self.after:
+                os.kill(os.getpid(), self.signum)
+            return result
+
+        return call
+
+
+SAVE_CALLS = 7  # files.os calls in one atomic save: close, fsync, chmod, replace, open, fsync, close (the folder's)
+POINTS = [pytest.param(at, after, 0, id=f"call-{at}-{'after' if after else 'before'}")
+          for at in range(1, SAVE_CALLS + 1) for after in (False, True)]
+POINTS += [pytest.param(at, True, 2, id=f"call-{at}-after-and-two-more") for at in (1, 4, 6)]
+
+
+@pytest.mark.parametrize("at, after, more", POINTS)
+def test_a_second_signal_anywhere_in_the_stops_save_is_said_as_the_file_holds_it(at, after, more, tiny, tmp_path,
+                                                                                  monkeypatch, capsys):
+    out = tmp_path / "run"
+    signals = SignalsAt(at, after, more=more)
+    monkeypatch.setattr(files, "os", signals)
+
+    def first():  # a stop during step 7 (epoch 2, step 3): from then on, count the save's calls
+        signals.armed = True
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    fail_at_step(7, first)(World(tmp_path, tiny, out, monkeypatch))
+    code = train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "2", *SMALL])
+    err = capsys.readouterr().err
+    assert_ends_cleanly(code, err, 130, "resume with:", tmp_path)
+    assert signals.calls >= at  # the second signal was sent
+    holds = training.on_disk(out / checkpoint.FILENAME)
+    assert f"{out / checkpoint.FILENAME} holds {holds};" in err  # what the line says is what the file holds
+    cut = "saving the current step failed (interrupted again)" in err
+    assert holds == ("the end of epoch 1" if cut else "epoch 2, step 3")
+    assert cut == (at <= 2)  # only the temporary file's making, writing and fsync can be cut short
+    monkeypatch.undo()
+    command = err.split("resume with: ")[1].split()
+    assert train.main(command[3:]) == 0 and checkpoint.load(out).epoch == 2
+
+
+@pytest.mark.parametrize("where", ["writing", "after"])
+def test_a_second_signal_while_the_stop_writes_or_right_after_it_saved(where, tiny, tmp_path, monkeypatch, capsys):
+    out, armed = tmp_path / "run", []
+    original_savez, original_save = np.savez, training.save_checkpoint
+
+    def savez(*args, **kwargs):
+        if armed and where == "writing":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_savez(*args, **kwargs)
+
+    def save_checkpoint(*args, **kwargs):
+        result = original_save(*args, **kwargs)
+        if armed and where == "after":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(np, "savez", savez)
+    monkeypatch.setattr(training, "save_checkpoint", save_checkpoint)
+    fail_at_step(7, lambda: (armed.append(1), os.kill(os.getpid(), signal.SIGTERM)))(World(tmp_path, tiny, out,
+                                                                                             monkeypatch))
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "2", *SMALL]) == 130
+    err = capsys.readouterr().err
+    holds = "the end of epoch 1" if where == "writing" else "epoch 2, step 3"
+    assert_ends_cleanly(130, err, 130, f"{out / checkpoint.FILENAME} holds {holds}; resume with:", tmp_path)
+    assert training.on_disk(out / checkpoint.FILENAME) == holds
+    assert ("interrupted again" in err) == (where == "writing")
+
+
+# ---------------------------------------------------------------- programs, as users start them
+
+
+ENV = os.environ | {"OPENBLAS_NUM_THREADS": "1", "MINIVAE_BACKEND": "numpy", "PYTHONPATH": str(REPO),
+                    "PYTHONIOENCODING": "utf-8"}  # strict UTF-8 out: a path that is not UTF-8 must still print
+NOT_UTF8 = "\udcff"  # the byte 0xff in a file name, as Python decodes it (os.fsdecode(b"\xff"))
+TRAIN_PROGRAM = ["-m", "minivae.train", *SMALL]
+PROGRAM_CASES = [  # (name, arguments of python, exit code, phrase of the one line; None for a run that ends well)
+    ("train-out-not-utf8", [*TRAIN_PROGRAM, "--data-dir", "{data}", "--out", f"{{tmp}}/run-{NOT_UTF8}", "--epochs",
+                            "1"], 0, None),
+    ("train-data-dir-not-utf8", [*TRAIN_PROGRAM, "--data-dir", f"{{tmp}}/nowhere-{NOT_UTF8}", "--out", "{tmp}/x"], 2,
+     "no such folder"),
+    ("evaluate-checkpoint-not-utf8", ["-m", "minivae.evaluate", f"{{tmp}}/none-{NOT_UTF8}"], 2,
+     "no such checkpoint file"),
+    ("bench-data-dir-not-utf8", ["-m", "minivae.bench", "--data-dir", f"{{tmp}}/nowhere-{NOT_UTF8}"], 2,
+     "no such folder"),
+    ("demo-out-not-utf8", [str(DEMOS / "002_latent_2d.py"), "--quick", "--out", f"{{tmp}}/demo-{NOT_UTF8}"], 0, None),
+    ("demo-data-dir-not-utf8", [str(DEMOS / "000_binarized_mlp.py"), "--data-dir", f"{{tmp}}/nowhere-{NOT_UTF8}",
+                                "--out", "{tmp}/y"], 2, "no such folder"),
+]
+
+
+def start_program(args, cwd=REPO):
+    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.fixture(scope="module")
+def program_runs(tiny, tmp_path_factory):
+    """Every program case started at once, and waited for when asked."""
+    tmp = tmp_path_factory.mktemp("programs")
+    started = {name: start_program([w.format(tmp=tmp, data=tiny) for w in args]) for name, args, _, _ in PROGRAM_CASES}
+    yield tmp, started
+    for process in started.values():
+        process.kill()
+
+
+@pytest.mark.parametrize("name, args, code, phrase", PROGRAM_CASES, ids=[c[0] for c in PROGRAM_CASES])
+def test_program(name, args, code, phrase, program_runs):
+    tmp, started = program_runs
+    printed, err = started[name].communicate(timeout=120)
+    if phrase is None:
+        assert started[name].returncode == 0 and "Traceback" not in err, err
+        assert NOT_UTF8 not in printed and "\\udcff" in printed  # the path, escaped where it is not text
+    else:
+        assert_ends_cleanly(started[name].returncode, err, code, phrase, tmp)
+
+
+@pytest.fixture(scope="module")
+def bigger(tmp_path_factory):
+    """Data for runs long enough to be stopped from outside while they train (an epoch of SMALL: ~375 steps)."""
+    return write_dataset(tmp_path_factory.mktemp("bigger"), n_train=6000, n_test=500)
+
+
+@pytest.mark.parametrize("program", [TRAIN_PROGRAM, [str(DEMOS / "000_binarized_mlp.py")]], ids=["train", "demo"])
+def test_a_stop_while_a_program_loads_is_one_line(program, bigger, tmp_path):
+    process = start_program([*program, "--data-dir", str(bigger), "--out", str(tmp_path / "out")])
+    time.sleep(0.3)  # Python has started (run/stops.early), and loads NumPy, Matplotlib, the data
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert_ends_cleanly(process.returncode, err, 130, "interrupted", tmp_path)
+
+
+def read_until(process, start):
+    """Read the program's stdout until a line starts with `start`; returns that line."""
+    for line in process.stdout:
+        if line.startswith(start):
+            return line
+    raise AssertionError(f"the program ended before printing {start!r}: {process.communicate()[1][-2000:]}")
+
+
+def said_holds(err, out):
+    """What the stop's line says checkpoint.npz in `out` holds."""
+    return re.search(rf"{re.escape(str(out / checkpoint.FILENAME))} holds (.+?)(?:;| \(|$)", err).group(1)
+
+
+@pytest.mark.parametrize("delays_ms", [[0], [0, 0], [0, 1], [0, 5], [0, 30], [0, 60], [0, 30, 60]],
+                         ids=lambda d: "+".join(map(str, d)))
+def test_signals_from_outside_at_any_moment_say_what_the_checkpoint_holds(delays_ms, bigger, tmp_path):
+    out = tmp_path / "run"
+    process = start_program([*TRAIN_PROGRAM, "--data-dir", str(bigger), "--out", str(out), "--epochs", "30"])
+    read_until(process, "epoch   1/")
+    for delay in delays_ms:
+        time.sleep(delay / 1000)
+        process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert_ends_cleanly(process.returncode, err, 130, "resume with: python -m minivae.train --resume", tmp_path)
+    assert said_holds(err, out) == training.on_disk(out / checkpoint.FILENAME)
+
+
+@pytest.mark.parametrize("script, signum", [("000_binarized_mlp.py", signal.SIGTERM),
+                                            ("conditional.py", signal.SIGHUP)])
+def test_a_demo_stopped_while_it_trains_saves_the_step_and_says_how_to_resume(script, signum, bigger, tmp_path):
+    out = tmp_path / "demo"
+    process = start_program([str(DEMOS / script), "--data-dir", str(bigger), "--out", str(out), "--full"])
+    read_until(process, "epoch   1/")
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert_ends_cleanly(process.returncode, err, 130, f"resume with: python -m minivae.train --resume {out}", tmp_path)
+    holds = said_holds(err, out)
+    assert holds == training.on_disk(out / checkpoint.FILENAME) and holds != "the end of epoch 0"
+    ckpt = checkpoint.load(out)
+    command = err.split("resume with: ")[1].split()
+    command[command.index("--epochs") + 1] = str(ckpt.epoch + 1)  # one epoch more is enough to show it goes on
+    assert train.main(command[3:]) == 0 and checkpoint.load(out).epoch == ckpt.epoch + 1
+
+
+def test_evaluate_stopped_from_outside_is_one_line(bigger, tmp_path):
+    run = tmp_path / "run"
+    assert train.main(["--data-dir", str(bigger), "--out", str(run), "--epochs", "1", *SMALL]) == 0
+    process = start_program(["-m", "minivae.evaluate", str(run), "--eval-samples", "5000"])
+    read_until(process, str(run))  # the checkpoint's line: loaded, now evaluating
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert_ends_cleanly(process.returncode, err, 130, "interrupted; nothing was written", tmp_path)
+
+
+# ---------------------------------------------------------------- what a run owns
+
+
+USERS_FILES = {".config.json.tmp": b"the user's config", ".checkpoint.npz.x.tmp.npz": b"minivae 0.1's naming, not ours",
+               ".metrics.json.tmp": b"{}", "notes.txt": b"notes", ".minivae-tmp-notes": b"not ours either",
+               "checkpoint.npz.bak": b"a backup"}
+OURS = ".minivae-tmp.checkpoint.npz.ab12cd.tmp.npz"  # what a SIGKILL left of a save: ours, cleared at the next start
+
+
+def holding_users_files(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in USERS_FILES.items():
+        (folder / name).write_bytes(content)
+    (folder / OURS).write_bytes(b"half a checkpoint")
+    return folder
+
+
+def users_files_intact(folder):
+    return all((folder / name).read_bytes() == content for name, content in USERS_FILES.items())
+
+
+def test_files_minivae_did_not_write_survive_a_run_a_stop_a_resume_and_a_demo(tiny, tmp_path, monkeypatch):
+    out = holding_users_files(tmp_path / "shared")
+    fail_at_step(3, signal_self(signal.SIGTERM))(World(tmp_path, tiny, out, monkeypatch))
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "2", *SMALL]) == 130
+    assert users_files_intact(out) and not (out / OURS).exists()
+    monkeypatch.undo()
+    (out / OURS).write_bytes(b"half a checkpoint")
+    assert train.main(["--resume", str(out), "--epochs", "2", "--no-plots", "--eval-samples", "0"]) == 0
+    assert users_files_intact(out) and not (out / OURS).exists()
+    demo = holding_users_files(tmp_path / "demo")
+    process = start_program([str(DEMOS / "002_latent_2d.py"), "--quick", "--out", str(demo)])
+    assert process.wait(timeout=120) == 0, process.communicate()[1]
+    assert users_files_intact(demo) and not (demo / OURS).exists()
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(files.TEMP_PREFIX) or p.name == start.LOCK]
+
+
+def test_a_run_that_fails_in_a_folder_it_did_not_make_leaves_the_folder_and_its_files(tiny, tmp_path, capsys):
+    out = holding_users_files(tmp_path / "shared")
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), *SMALL, "--lr", "1e30", "--optimizer", "sgd"]) == 1
+    assert users_files_intact(out) and sorted(p.name for p in out.iterdir()) == sorted(USERS_FILES)
+
+
+def test_a_second_run_is_refused_while_the_first_trains_and_a_killed_run_leaves_no_lock(bigger, tmp_path, capsys):
+    out = tmp_path / "run"
+    first = start_program([*TRAIN_PROGRAM, "--data-dir", str(bigger), "--out", str(out), "--epochs", "30"])
+    read_until(first, "epoch   1/")  # it has saved an epoch, and trains on
+    try:
+        for argv in (["--data-dir", str(bigger), "--out", str(out), *SMALL], ["--resume", str(out), "--epochs", "2"]):
+            assert train.main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"error: the output folder {out} is in use by process {first.pid} (python" in err
+            assert "minivae.train" in err and err.count("\n") == 1
+        demo = start_program([str(DEMOS / "002_latent_2d.py"), "--quick", "--out", str(out)])
+        _, err = demo.communicate(timeout=120)
+        assert_ends_cleanly(demo.returncode, err, 2, f"is in use by process {first.pid}", tmp_path)
+    finally:
+        first.kill()  # SIGKILL: no clean-up at all
+        first.wait()
+    assert (out / start.LOCK).exists()  # the killed run's lock file is left, and locks nothing
+    assert train.main(["--resume", str(out), "--epochs", str(checkpoint.load(out).epoch + 1), "--no-plots"]) == 0
+    assert not (out / start.LOCK).exists()
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_two_runs_started_at_once_in_one_folder_one_trains_and_the_other_is_refused(round_, bigger, tmp_path):
+    out = tmp_path / "new" / "run"  # made by whichever claims it first
+    runs = [start_program([*TRAIN_PROGRAM, "--data-dir", str(bigger), "--out", str(out), "--epochs", "1"])
+            for _ in range(2)]
+    ended = [(run.wait(timeout=120), run.communicate()[1]) for run in runs]
+    assert sorted(code for code, _ in ended) == [0, 2], ended
+    refused = next(err for code, err in ended if code == 2)
+    assert "is in use by process" in refused or "already holds a run" in refused
+    assert_ends_cleanly(2, refused, 2, "error: ", tmp_path)
+    assert checkpoint.load(out).epoch == 1 and json.loads((out / "metrics.json").read_text())["final"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "metrics.json"]
+
+
+@pytest.mark.parametrize("fault, says, code", [(training.Diverged("the test loss became nan after epoch 2"),
+                                                "the test loss became nan", 1),
+                                               (training.SaveFailed("could not save the run"), "free some space", 2)])
+def test_a_stop_while_a_fault_is_handled_leaves_the_fault_its_line_and_the_good_checkpoint(fault, says, code, tiny,
+                                                                                          tmp_path, monkeypatch,
+                                                                                          capsys):
+    out = tmp_path / "run"
+    original = training.train
+
+    def train_then_fail(model, optimizer, dataset, config, state, out):
+        original(model, optimizer, dataset, config, state, out)  # epoch 1, saved
+        config["epochs"] = 2
+        model.params["mu.b"][...] = np.nan  # what a broken last update leaves
+        raise fault
+
+    settle, calls = stops.settle, []
+
+    def stop_then_settle():  # a SIGTERM just as the fault is being handled, before the stop handling settles
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        settle()
+
+    monkeypatch.setattr(training, "train", train_then_fail)
+    monkeypatch.setattr(stops, "settle", stop_then_settle)
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "1", *SMALL]) == code
+    assert_ends_cleanly(code, capsys.readouterr().err, code, says, tmp_path)
+    assert training.on_disk(out / checkpoint.FILENAME) == "the end of epoch 1"
+    assert np.isfinite(checkpoint.load(out).params["mu.b"]).all()  # not the broken weights

@@ -1,6 +1,9 @@
 """Tests for minivae.checkpoint: a round trip keeps everything, saving is atomic, damage is one clear error."""
 
 import os
+import re
+import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
@@ -156,3 +159,63 @@ def test_another_optimizer_is_refused(tmp_path):
     other, sgd = make(optimizer=SGD)
     with pytest.raises(CheckpointError, match="another optimizer"):
         checkpoint.restore(other, sgd, checkpoint.load(path))
+
+
+def forge_shape(path, entry, shape):
+    """Rewrite the .npy header of one entry of the .npz file at `path` to declare `shape` (the bytes stay)."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    raw = members[entry + ".npy"]
+    end = 10 + int.from_bytes(raw[8:10], "little")
+    header = raw[10:end].decode("latin1")
+    forged = re.sub(r"'shape': \([^)]*\)", f"'shape': {tuple(shape)!r}", header).rstrip()
+    members[entry + ".npy"] = raw[:10] + (forged.ljust(len(header) - 1) + "\n").encode("latin1") + raw[end:]
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+
+
+@pytest.mark.parametrize("entry, shape", [("param/encoder.0.W", (10**9,)), ("optim/t", (10**5, 10**5)),
+                                          ("meta", (10**6,)), ("param/mu.b", (1,))])
+def test_a_declared_size_that_the_file_does_not_hold_is_refused_before_anything_is_allocated(entry, shape, tmp_path):
+    model, opt = make()
+    path = save(tmp_path / "c.npz", model, opt)
+    forge_shape(path, entry, shape)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError) as err:
+            checkpoint.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert one_line_naming(err, path) and f"the entry {entry!r} declares" in str(err.value)
+    assert peak < 20 * 2**20  # bytes: the checkpoint's own size, not the gigabytes its header asks for
+
+
+def test_a_size_the_zip_directory_claims_beyond_the_file_is_refused(tmp_path):
+    model, opt = make()
+    path = save(tmp_path / "c.npz", model, opt)
+    data = bytearray(path.read_bytes())
+    # the entry's record in the zip's central directory: 46 bytes, then its name; sizes at 20 (stored) and 24
+    record = data.find(b"param/encoder.0.W.npy", data.find(b"PK\x01\x02")) - 46
+    data[record + 20:record + 28] = (2**31).to_bytes(4, "little") * 2
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="claims 2,147,483,648 bytes, more than the file can hold") as err:
+        checkpoint.load(path)
+    assert one_line_naming(err, path)
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("optim/t", np.array(np.nan), "step count t"), ("optim/t", np.array(1.5), "step count t"),
+    ("optim/t", np.array([1, 2]), "step count t"), ("param/mu.b", np.array(["a", "b", "c"]), "not of floating-point"),
+    ("optim/M.mu.b", np.full(3, np.inf, np.float32), "holds NaN or infinity")])
+def test_entries_of_the_wrong_kind_are_refused_naming_the_file(key, value, says, tmp_path):
+    model, opt = make()
+    path = save(tmp_path / "c.npz", model, opt)
+    with np.load(path) as npz:
+        entries = {name: npz[name] for name in npz.files}
+    entries[key] = value
+    np.savez(path, **entries)
+    with pytest.raises(CheckpointError, match=says) as err:
+        checkpoint.load(path)
+    assert one_line_naming(err, path)

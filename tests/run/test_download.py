@@ -155,6 +155,13 @@ def cache_listing():
     return sorted(p.name for p in download.cache_dir("mnist").iterdir())
 
 
+def no_cache_folder_left():
+    """A failed download leaves nothing behind: not a file, nor the cache folders it made ($XDG_CACHE_HOME is a
+    folder of the test's own that did not exist)."""
+    cache = download.cache_dir("mnist").parents[1]
+    return not cache.exists()
+
+
 def test_download_verifies_and_renames_leaving_no_temp_files(served, monkeypatch, capsys):
     base, good, _ = served
     monkeypatch.setitem(download.MIRRORS, "mnist", [base + "good/"])
@@ -181,7 +188,7 @@ def test_checksum_mismatch_on_all_mirrors_raises_and_leaves_no_file(served, monk
     with pytest.raises(DataError, match="checksum mismatch") as info:
         data.load("mnist")
     assert "\n" not in str(info.value) and "--data-dir" in str(info.value)
-    assert cache_listing() == []
+    assert no_cache_folder_left()
 
 
 def test_file_missing_on_all_mirrors_raises(served, monkeypatch):
@@ -189,7 +196,7 @@ def test_file_missing_on_all_mirrors_raises(served, monkeypatch):
     monkeypatch.setitem(download.MIRRORS, "mnist", [base + "nothing/", base + "neither/"])
     with pytest.raises(DataError, match="404"):
         data.load("mnist")
-    assert cache_listing() == []
+    assert no_cache_folder_left()
 
 
 def test_refused_connection_raises_data_error(monkeypatch):
@@ -199,7 +206,7 @@ def test_refused_connection_raises_data_error(monkeypatch):
     monkeypatch.setitem(download.MIRRORS, "mnist", [f"http://127.0.0.1:{port}/"])
     with pytest.raises(DataError, match="could not download"):
         data.load("mnist")
-    assert cache_listing() == []
+    assert no_cache_folder_left()
 
 
 def test_offline_message_states_the_shared_reason_once_and_names_every_missing_file(monkeypatch):
@@ -243,4 +250,24 @@ def test_interrupted_download_leaves_no_temp_file(monkeypatch):
     monkeypatch.setitem(download.MIRRORS, "mnist", ["http://127.0.0.1:9/"])
     with pytest.raises(KeyboardInterrupt):
         data.load("mnist")
-    assert cache_listing() == []
+    assert no_cache_folder_left()
+
+
+def test_a_failed_download_removes_only_the_folders_it_made(tmp_path, monkeypatch):
+    cache = download.cache_dir("mnist")
+    cache.parent.mkdir(parents=True)  # $XDG_CACHE_HOME/minivae was there before; <dataset> was not
+    (cache.parent / "notes.txt").write_text("the user's")
+    monkeypatch.setitem(download.MIRRORS, "mnist", ["http://127.0.0.1:9/"])
+    monkeypatch.setattr(download, "urlopen", lambda url, timeout: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(DataError, match="offline"):
+        data.load("mnist")
+    assert not cache.exists() and sorted(p.name for p in cache.parent.iterdir()) == ["notes.txt"]
+
+
+def test_a_failed_download_keeps_the_files_it_got(served, monkeypatch):
+    base, good, _ = served
+    monkeypatch.setitem(download.MIRRORS, "mnist", [base + "good/"])
+    monkeypatch.setitem(download.SHA256["mnist"], download.FILES[3], "0" * 64)  # the last one never matches
+    with pytest.raises(DataError, match="checksum mismatch"):
+        data.load("mnist")
+    assert cache_listing() == sorted(download.FILES[:3])
