@@ -1,0 +1,63 @@
+"""Planting a one-line mistake in a copy of minivae's code, to show that a test fails on it.
+
+    plant(monkeypatch, Mistake(id, "run.training.Totals.add", "value * n", "value"))
+
+takes the source of one real function (or method) of the library, replaces one piece of code (it must occur
+exactly once) with the mistaken version, compiles the result in the function's own module and monkeypatches it
+in, where it stays until monkeypatch undoes it. The *_mistakes.py test files plant one mistake each and assert that
+a test of theirs (or a row of the gradient check's table) then fails; their ids name the mistakes, so that the
+list reads as what the tests guard against.
+"""
+
+import importlib
+import inspect
+import textwrap
+from collections.abc import Callable
+from typing import NamedTuple
+
+
+class Mistake(NamedTuple):
+    id: str
+    target: str  # module path under minivae, then the class (if any) and the function: "core.losses.bce_logits"
+    correct: str  # the code as it is
+    mistaken: str  # the one-line mistake
+    caught_by: Callable | None = None  # the test that must fail on it (the *_mistakes.py files say how it is called)
+
+
+def _owner_of(target):
+    """(the module, the object holding the function, the function's name) for a target such as
+    'run.training.Totals.add': the longest prefix that imports as a module, then attributes."""
+    parts = target.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            module = importlib.import_module(f"minivae.{'.'.join(parts[:cut])}")
+        except ModuleNotFoundError:
+            continue
+        owner = module
+        for attribute in parts[cut:-1]:
+            owner = getattr(owner, attribute)
+        return module, owner, parts[-1]
+    raise ValueError(f"no module of minivae holds {target}")
+
+
+def plant(monkeypatch, mistake):
+    """Monkeypatch mistake.target with its source, `correct` replaced by `mistaken`."""
+    module, owner, name = _owner_of(mistake.target)
+    function = owner.__dict__[name]  # the raw function, staticmethod or classmethod, as the source defines it
+    source = textwrap.dedent(inspect.getsource(getattr(function, "__func__", function)))
+    if isinstance(function, (staticmethod, classmethod)):
+        source = f"@{type(function).__name__}\n{source}"
+    assert source.count(mistake.correct) == 1, f"{mistake.target} should contain {mistake.correct!r} once"
+    namespace = {}
+    exec(compile(source.replace(mistake.correct, mistake.mistaken), f"<{mistake.id}>", "exec"),
+         vars(module), namespace)
+    monkeypatch.setattr(owner, name, namespace[name])
+
+
+def fails(test, **arguments):
+    """Whether calling the test function (with these arguments) fails: an assertion, or any other error."""
+    try:
+        test(**arguments)
+    except Exception:  # a test fails by any exception, not only by an assert
+        return True
+    return False
