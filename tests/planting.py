@@ -4,16 +4,22 @@
 
 takes the source of one real function (or method) of the library, replaces one piece of code (it must occur
 exactly once) with the mistaken version, compiles the result in the function's own module and monkeypatches it
-in, where it stays until monkeypatch undoes it. The *_mistakes.py test files plant one mistake each and assert that
-a test of theirs (or a row of the gradient check's table) then fails; their ids name the mistakes, so that the
-list reads as what the tests guard against.
+in, and into every module of minivae that imported it by name, as if the source file had been edited; it stays
+until monkeypatch undoes it. The *_mistakes.py test files plant one mistake each and assert that a test of theirs
+(or a row of the gradient check's table) then fails; their ids name the mistakes, so that the list reads as what
+the tests guard against.
 """
 
 import importlib
 import inspect
+import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
+
+import pytest
 
 
 class Mistake(NamedTuple):
@@ -52,12 +58,21 @@ def plant(monkeypatch, mistake):
     exec(compile(source.replace(mistake.correct, mistake.mistaken), f"<{mistake.id}>", "exec"),
          vars(module), namespace)
     monkeypatch.setattr(owner, name, namespace[name])
+    if owner is module:  # as if the source were edited: the modules that imported the function get the mistake too
+        for other in list(sys.modules.values()):
+            if getattr(other, "__name__", "").startswith("minivae") and getattr(other, name, None) is function:
+                monkeypatch.setattr(other, name, namespace[name])
 
 
 def fails(test, **arguments):
-    """Whether calling the test function (with these arguments) fails: an assertion, or any other error."""
-    try:
-        test(**arguments)
-    except Exception:  # a test fails by any exception, not only by an assert
-        return True
+    """Whether calling the test function (with these arguments) fails: an assertion, or any other error. A test
+    that asks for `monkeypatch` or `tmp_path` gets one of its own, undone or removed afterwards."""
+    wanted = inspect.signature(test).parameters
+    with pytest.MonkeyPatch.context() as monkeypatch, tempfile.TemporaryDirectory() as folder:
+        fixtures = {"monkeypatch": monkeypatch, "tmp_path": Path(folder)}
+        arguments = {name: value for name, value in fixtures.items() if name in wanted} | arguments
+        try:
+            test(**arguments)
+        except Exception:  # a test fails by any exception, not only by an assert
+            return True
     return False
