@@ -4,10 +4,10 @@
 
 takes the source of one real function (or method) of the library, replaces one piece of code (it must occur
 exactly once) with the mistaken version, compiles the result in the function's own module and monkeypatches it
-in, and into every module of minivae that imported it by name, as if the source file had been edited; it stays
-until monkeypatch undoes it. The *_mistakes.py test files plant one mistake each and assert that a test of theirs
-(or a row of the gradient check's table) then fails; their ids name the mistakes, so that the list reads as what
-the tests guard against.
+in, and wherever a module of minivae imported it or filed it in a table (a dict such as losses.RECONSTRUCTIONS), as
+if the source file had been edited; it stays until monkeypatch undoes it. The *_mistakes.py test files plant one
+mistake each and assert that a test of theirs (or a row of the gradient check's table) then fails; their ids name
+the mistakes, so that the list reads as what the tests guard against.
 """
 
 import importlib
@@ -15,10 +15,12 @@ import inspect
 import sys
 import tempfile
 import textwrap
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 
 
@@ -51,24 +53,36 @@ def plant(monkeypatch, mistake):
     module, owner, name = _owner_of(mistake.target)
     function = owner.__dict__[name]  # the raw function, staticmethod or classmethod, as the source defines it
     source = textwrap.dedent(inspect.getsource(getattr(function, "__func__", function)))
-    if isinstance(function, (staticmethod, classmethod)):
+    if isinstance(function, (staticmethod, classmethod)) and not source.startswith("@"):  # getsource keeps decorators
         source = f"@{type(function).__name__}\n{source}"
     assert source.count(mistake.correct) == 1, f"{mistake.target} should contain {mistake.correct!r} once"
+    source = source.replace(mistake.correct, mistake.mistaken)
+    if owner is not module:  # compiled in a class body, so that a method's super() finds its class
+        source = "class Planted:\n" + textwrap.indent(source, "    ")
     namespace = {}
-    exec(compile(source.replace(mistake.correct, mistake.mistaken), f"<{mistake.id}>", "exec"),
-         vars(module), namespace)
-    monkeypatch.setattr(owner, name, namespace[name])
-    if owner is module:  # as if the source were edited: the modules that imported the function get the mistake too
-        for other in list(sys.modules.values()):
-            if getattr(other, "__name__", "").startswith("minivae") and getattr(other, name, None) is function:
-                monkeypatch.setattr(other, name, namespace[name])
+    exec(compile(source, f"<{mistake.id}>", "exec"), vars(module), namespace)
+    mistaken = namespace[name] if owner is module else namespace["Planted"].__dict__[name]
+    code = getattr(mistaken, "__func__", mistaken).__code__
+    if "__class__" in code.co_freevars:  # super() means the real class, not Planted
+        getattr(mistaken, "__func__", mistaken).__closure__[code.co_freevars.index("__class__")].cell_contents = owner
+    monkeypatch.setattr(owner, name, mistaken)
+    if owner is module:  # as if the source were edited: where minivae imported the function, or filed it in a
+        for other in [m for m in list(sys.modules.values()) if getattr(m, "__name__", "").startswith("minivae")]:
+            for attribute, value in list(vars(other).items()):  # table such as losses.RECONSTRUCTIONS
+                if value is function:
+                    monkeypatch.setattr(other, attribute, mistaken)
+                elif isinstance(value, dict):
+                    for key in [key for key, entry in value.items() if entry is function]:
+                        monkeypatch.setitem(value, key, mistaken)
 
 
 def fails(test, **arguments):
     """Whether calling the test function (with these arguments) fails: an assertion, or any other error. A test
     that asks for `monkeypatch` or `tmp_path` gets one of its own, undone or removed afterwards."""
     wanted = inspect.signature(test).parameters
-    with pytest.MonkeyPatch.context() as monkeypatch, tempfile.TemporaryDirectory() as folder:
+    with (pytest.MonkeyPatch.context() as monkeypatch, tempfile.TemporaryDirectory() as folder,
+          warnings.catch_warnings(), np.errstate(all="ignore")):  # a mistake's overflows are not news
+        warnings.simplefilter("ignore")
         fixtures = {"monkeypatch": monkeypatch, "tmp_path": Path(folder)}
         arguments = {name: value for name, value in fixtures.items() if name in wanted} | arguments
         try:

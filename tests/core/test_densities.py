@@ -23,6 +23,7 @@ def decoder_outputs(recon, rng, batch=3):
     scores (binary for the Bernoulli, grayscale for the densities on [0, 1] and R)."""
     if recon == "bce-prob":
         out = rng.uniform(0.02, 0.98, (batch, D))
+        out[0, :4] = [1e-9, 3e-7, 1 - 3e-7, 1 - 1e-9]  # two clipped to [1e-7, 1 - 1e-7], two just inside
     elif recon == "mse":
         out = rng.uniform(0, 1, (batch, D))
     else:
