@@ -94,9 +94,13 @@ class RunState:
     def from_checkpoint(cls, ckpt):
         extra = ckpt.extra
         # The first checkpoints kept the totals as a list [loss, recon, kl, examples] under "sums".
-        totals = extra.get("totals") or dict(zip(("loss", "recon", "kl", "examples"), extra.get("sums", ())))
+        if "totals" in extra:
+            totals = Totals(**extra["totals"])
+        else:
+            *sums, examples = extra.get("sums") or (0.0, 0.0, 0.0, 0)
+            totals = Totals(dict(zip(("loss", "recon", "kl"), sums)), examples)
         frames = {name: list(ckpt.arrays.get(f"frames_{name}", [])) for name in ("samples", "reconstructions")}
-        return cls(epoch=ckpt.epoch, step=ckpt.step, totals=Totals(**totals),
+        return cls(epoch=ckpt.epoch, step=ckpt.step, totals=totals,
                    noise_state=ckpt.rng_state, seconds=extra.get("seconds", 0.0), history=ckpt.history,
                    frames=frames, data_folder=extra.get("data_folder"),
                    dataset_fingerprint=extra.get("dataset"), saved=describe(ckpt.epoch, ckpt.step))
