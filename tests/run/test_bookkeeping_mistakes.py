@@ -41,6 +41,7 @@ def resumed(run):
 
 
 epochs_differ = loop.test_no_two_epochs_draw_the_same_shuffle_noise_or_binary_images
+saved_model = loop.test_each_epoch_reports_the_test_and_validation_losses_of_the_model_it_saved
 test_loss = partial(metrics_tests.test_the_test_loss_is_the_mean_of_every_images_loss_when_the_last_batch_is_short, 0)
 log_likelihood = partial(
     metrics_tests.test_the_log_likelihood_of_a_test_set_larger_than_a_batch_is_the_mean_of_each_images_estimate,
@@ -99,6 +100,8 @@ MISTAKES = [
             "noise.standard_normal((self.k, len(x), model.latent), dtype=np.float32)",
             "noise.standard_normal((len(x), self.k, model.latent), dtype=np.float32).transpose(1, 0, 2)",
             fed("k-sample elbo K=3 threshold")),
+    Mistake("iwae-with-one-sample-trained-as-the-plain-vae", "run.feeds.Unsupervised.step",
+            'if self.objective == "vae" and self.k == 1:', "if self.k == 1:", fed("iwae K=1")),
     Mistake("cvae-labels-of-the-first-images", "run.feeds.Supervised.step",
             "self.y_train[rows]", "self.y_train[:len(rows)]", fed("cvae dynamic")),
     Mistake("labelled-draw-misses-the-last-image", "run.feeds.SemiSupervised.step",
@@ -131,7 +134,13 @@ MISTAKES = [
             'totals = Totals(**extra["totals"])', "totals = Totals()", resumed("mlp dynamic")),
     Mistake("noise-state-kept-only-at-the-epochs-start", LOOP,
             "state.noise_state = noise.bit_generator.state", "pass", resumed("m2 dynamic")),
-    # run/metrics.py: the evaluation
+    # run/training.py and run/metrics.py: the evaluation
+    Mistake("validation-loss-of-the-test-images", "run.training.finish_epoch",
+            "metrics.test_losses(model, kind, dataset.x_val, dataset.y_val, seed)",
+            "metrics.test_losses(model, kind, dataset.x_test, dataset.y_test, seed)", saved_model),
+    Mistake("test-loss-of-the-validation-images", "run.training.finish_epoch",
+            '"test": metrics.test_losses(model, kind, dataset.x_test, dataset.y_test, seed)',
+            '"test": metrics.test_losses(model, kind, dataset.x_val, dataset.y_val, seed)', saved_model),
     Mistake("test-loss-divided-by-the-batches-not-the-images", "run.metrics.test_losses",
             "recon, kl = recon_sum / len(x), kl_sum / len(x)",
             "recon, kl = recon_sum / -(-len(x) // batch_size), kl_sum / -(-len(x) // batch_size)", test_loss),

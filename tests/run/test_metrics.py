@@ -1,7 +1,7 @@
 """The numbers the training command prints and evaluate reports (run/metrics.py), against values computed image by
 image from SciPy's densities (tests/references.py), with the evaluations' noise replayed from the generators
-seeds.py documents: TEST_NOISE = default_rng([seed, 0, 2]), one draw per evaluation batch, and IMPORTANCE = NumPy's
-generator seeded by SeedSequence([seed, 0, 3]), k draws of (batch, L) per batch (on the NumPy backend).
+seeds.py documents: TEST_NOISE = default_rng([seed, 0, 2]), one draw per evaluation batch, and IMPORTANCE = the
+backend's generator seeded by SeedSequence([seed, 0, 3]), k draws of (batch, L) per batch.
 
 Every test set here is larger than one evaluation batch and its last batch is short, so a mean of batch means, a
 sum over one batch only, or a total divided by the number of batches shows; and the log-likelihood is held from
@@ -53,11 +53,12 @@ def evaluation_noise(n_rows_per_batch):
 
 
 def importance_noise(batch_sizes, k, latent=L):
-    """IMPORTANCE's draws: for each batch, k (batch, latent) arrays; returned per image as (k, latent) rows."""
-    rng = np.random.default_rng(int(np.random.SeedSequence([SEED, 0, 3]).generate_state(1)[0]))
+    """IMPORTANCE's draws: for each batch, k (batch, latent) arrays; returned per image as (k, latent) rows. They are
+    drawn on the device, by the backend's generator seeded with SeedSequence([seed, 0, 3]) hashed to one integer."""
+    rng = backend.default_rng(int(np.random.SeedSequence([SEED, 0, 3]).generate_state(1)[0]))
     per_image = []
     for size in batch_sizes:
-        draws = np.stack([rng.standard_normal((size, latent)) for _ in range(k)])  # (k, size, latent)
+        draws = np.stack([on_host(rng.standard_normal((size, latent), dtype="float64")) for _ in range(k)])
         per_image += [draws[:, b] for b in range(size)]
     return per_image
 

@@ -21,18 +21,20 @@ import json
 
 import numpy as np
 import pytest
+import references as ref
 from conftest import write_tiny_dataset
 
 from minivae import train
 from minivae.core import backend
 from minivae.models import iwae, m2, vae
-from minivae.run import checkpoint, data, feeds
+from minivae.run import checkpoint, data, feeds, presets
 
 N_TRAIN, N_TEST, BATCH, LATENT, SEED = 40, 12, 16, 2, 0
 RUNS = {  # name -> the options of the run, beyond the small model's
     "mlp dynamic": ["--binarize", "dynamic"],
     "iwae K=2 dynamic": ["--objective", "iwae", "--k", "2", "--binarize", "dynamic"],
     "k-sample elbo K=3 threshold": ["--k", "3", "--binarize", "threshold"],
+    "iwae K=1": ["--objective", "iwae", "--k", "1"],
     "cvae dynamic": ["--preset", "cvae", "--binarize", "dynamic"],
     "m2 dynamic": ["--preset", "m2", "--labels", "20", "--binarize", "dynamic"],
     "m2 grayscale": ["--preset", "m2", "--labels", "20", "--seed", "3"],
@@ -231,3 +233,24 @@ def test_no_two_epochs_draw_the_same_shuffle_noise_or_binary_images(monkeypatch,
             assert (orders[a] != orders[b]).any(), (a, b)
             assert not np.isin(eps[a], eps[b]).any(), (a, b)  # not one number of one epoch's noise in another's
             assert (draws[a] != draws[b]).any(axis=1).mean() > 0.9, (a, b)  # almost every image drawn anew
+
+
+def test_each_epoch_reports_the_test_and_validation_losses_of_the_model_it_saved(tmp_path, tiny_dir):
+    # The last epoch's record is computed from the weights the checkpoint holds: its test loss is the mean over the
+    # test images, its validation loss the mean over the held-out training images (each binarized once), every
+    # image scored alone (tests/references.py) with the evaluation noise default_rng([seed, 0, 2]) replayed.
+    options = ["--validation", "0.25", "--binarize", "dynamic", "--beta", "0.5"]
+    out = tmp_path / "run"
+    assert train.main(command(tiny_dir, out, options)) == 0
+    ckpt = checkpoint.load(out)
+    model = presets.build_model(ckpt.config)
+    checkpoint.restore(model, None, ckpt)
+    dataset = data.load("mnist", tiny_dir, download=False, binarize="dynamic", seed=SEED, validation=0.25)
+    assert len(dataset.x_val) == N_TRAIN // 4 and len(dataset.x_test) == N_TEST
+    last = history(out)[-1]
+    for split, x in (("test", dataset.x_test), ("val", dataset.x_val)):
+        eps = np.random.default_rng([SEED, 0, 2]).standard_normal((len(x), LATENT), dtype=np.float32)
+        recon, kl = np.array([ref.neg_elbo(model, x[b], eps[b]) for b in range(len(x))]).T
+        assert last[split]["recon"] == pytest.approx(recon.mean(), rel=1e-5), split
+        assert last[split]["kl"] == pytest.approx(kl.mean(), rel=1e-4), split  # ~0.002 nats: float32's 7e-6
+        assert last[split]["loss"] == pytest.approx(recon.mean() + 0.5 * kl.mean(), rel=1e-5), split
