@@ -4,10 +4,10 @@
 
 takes the source of one real function (or method) of the library, replaces one piece of code (it must occur
 exactly once) with the mistaken version, compiles the result in the function's own module and monkeypatches it
-in, and wherever a module of minivae imported it or filed it in a table (a dict such as losses.RECONSTRUCTIONS), as
-if the source file had been edited; it stays until monkeypatch undoes it. The *_mistakes.py test files plant one
-mistake each and assert that a test of theirs (or a row of the gradient check's table) then fails; their ids name
-the mistakes, so that the list reads as what the tests guard against.
+in, and wherever a module (minivae's or a test's) imported it, or minivae filed it in a table (a dict such as
+losses.RECONSTRUCTIONS), as if the source file had been edited; it stays until monkeypatch undoes it. The
+*_mistakes.py test files plant one mistake each and assert that a test of theirs (or a row of the gradient check's
+table) then fails; their ids name the mistakes, so that the list reads as what the tests guard against.
 """
 
 import importlib
@@ -66,12 +66,12 @@ def plant(monkeypatch, mistake):
     if "__class__" in code.co_freevars:  # super() means the real class, not Planted
         getattr(mistaken, "__func__", mistaken).__closure__[code.co_freevars.index("__class__")].cell_contents = owner
     monkeypatch.setattr(owner, name, mistaken)
-    if owner is module:  # as if the source were edited: where minivae imported the function, or filed it in a
-        for other in [m for m in list(sys.modules.values()) if getattr(m, "__name__", "").startswith("minivae")]:
-            for attribute, value in list(vars(other).items()):  # table such as losses.RECONSTRUCTIONS
+    if owner is module:  # as if the source were edited: wherever a module (a test's too) imported the function,
+        for other in list(sys.modules.values()):  # or minivae filed it in a table such as losses.RECONSTRUCTIONS
+            for attribute, value in list(getattr(other, "__dict__", {}).items()):
                 if value is function:
                     monkeypatch.setattr(other, attribute, mistaken)
-                elif isinstance(value, dict):
+                elif isinstance(value, dict) and getattr(other, "__name__", "").startswith("minivae"):
                     for key in [key for key, entry in value.items() if entry is function]:
                         monkeypatch.setitem(value, key, mistaken)
 

@@ -10,6 +10,7 @@ name the mistakes.
 from functools import partial
 
 import pytest
+import test_classifier as classifier_tests
 import test_float32 as float32
 import test_references as references
 from planting import Mistake, fails, plant
@@ -96,6 +97,20 @@ MISTAKES = [
     Mistake("cvae-one-hot-of-the-next-class", "models.vae.VAE.with_class",
             "backend.to_device(y)[:, None] == xp.arange(self.classes)",
             "backend.to_device(y)[:, None] == xp.arange(1, self.classes + 1)", neg_elbo_cvae),
+    # models/classifier.py
+    Mistake("classifier-step-reports-the-summed-cross-entropy", "models.classifier.Classifier.step",
+            "return float(nll.mean())", "return float(nll.sum())",
+            classifier_tests.test_the_classifier_step_reports_the_mean_cross_entropy),
+    Mistake("classifier-fit-never-draws-the-last-example", "models.classifier.fit",
+            "rng.integers(0, len(x), size=", "rng.integers(0, len(x) - 1, size=",
+            classifier_tests.test_fit_draws_every_labelled_example_the_first_and_the_last_included),
+    Mistake("classifier-fit-labels-of-the-first-examples", "models.classifier.fit",
+            "model.step(backend.to_device(x[idx]), y[idx])", "model.step(backend.to_device(x[idx]), y[:len(idx)])",
+            classifier_tests.test_fit_draws_every_labelled_example_the_first_and_the_last_included),
+    Mistake("accuracy-counts-the-last-batch-as-a-full-one", "models.classifier.accuracy",
+            "return float(np.mean(predicted == np.asarray(y)))",
+            "return float(np.sum(predicted == np.asarray(y)) / (-(-len(x) // batch_size) * batch_size))",
+            classifier_tests.test_accuracy_over_batches_with_a_short_last_one_is_the_fraction_of_examples_predicted_right),
     # float32: no upcast, log-sum-exp shifted per example
     Mistake("cvae-one-hot-as-float64", "models.vae.VAE.with_class",
             "onehot.astype(a.dtype)", 'onehot.astype("float64")', cvae_float32),
