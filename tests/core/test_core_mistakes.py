@@ -52,6 +52,14 @@ MISTAKES = [
             " or array.dtype != dtype", "", by_shifts),
     Mistake("work-array-kept-for-another-dtype (conv transpose)", "core.conv_fast.WorkArrays._work",
             " or array.dtype != dtype", "", transposed_same),
+    Mistake("fast-conv2d-returns-its-output-in-a-kept-array", "core.conv_fast.FastConv2D.forward",
+            'out = self.params["W"].reshape(self.out_channels, -1) @ self.cols',
+            'out = backend.xp.matmul(self.params["W"].reshape(self.out_channels, -1), self.cols, '
+            'out=self._work("out", (self.out_channels, self.cols.shape[1]), x.dtype))', same_padded_shape),
+    Mistake("fast-conv-transpose-returns-dx-in-a-kept-array", "core.conv_fast.FastConvTranspose2D.backward",
+            "return batch_first(W2 @ dcols,",
+            'return batch_first(backend.xp.matmul(W2, dcols, out=self._work("dx", (len(W2), dcols.shape[1]), '
+            'dout.dtype)),', transposed_same),
     # core/conv.py and core/layers.py: the initial spread
     Mistake("conv-fan-in-without-the-kernel-size", "core.conv.ConvLayer.__init__",
             "fan_in * kh * kw", "fan_in", init_test(Conv2D)),
