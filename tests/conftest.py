@@ -30,8 +30,8 @@ BACKEND_SENSITIVE = {"test_backend.py", "test_layers.py", "test_losses.py", "tes
                      "test_conv_fast.py",
                      "test_gradcheck_mistakes.py", "test_densities.py", "test_extreme_ranges.py",
                      "test_conv_work_arrays.py", "test_conv_init.py", "test_references.py", "test_float32.py",
-                     "test_metrics.py", "test_training_loop.py", "test_feeds.py", "test_model_mistakes.py",
-                     "test_core_mistakes.py", "test_bookkeeping_mistakes.py"}
+                     "test_metrics.py", "test_training_loop.py", "test_feeds.py", "test_classifier.py",
+                     "test_model_mistakes.py", "test_core_mistakes.py", "test_bookkeeping_mistakes.py"}
 
 
 def pytest_addoption(parser):
