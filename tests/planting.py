@@ -87,6 +87,6 @@ def fails(test, **arguments):
         arguments = {name: value for name, value in fixtures.items() if name in wanted} | arguments
         try:
             test(**arguments)
-        except Exception:  # a test fails by any exception, not only by an assert
-            return True
+        except (Exception, pytest.fail.Exception):  # any error fails a test, not only an assert (and pytest.raises
+            return True  # fails by pytest.fail.Exception, which is not an Exception)
     return False

@@ -47,12 +47,14 @@ log_likelihood = partial(
     metrics_tests.test_the_log_likelihood_of_a_test_set_larger_than_a_batch_is_the_mean_of_each_images_estimate,
     "bce", 0)
 bounds = metrics_tests.test_the_log_likelihood_lies_between_the_elbo_and_log_p_x
-squared_error = metrics_tests.test_the_squared_error_decoders_elbo_and_log_likelihood_are_gaussian_log_densities
+squared_error = partial(metrics_tests.test_the_squared_error_elbo_and_log_likelihood_are_gaussian_log_densities, 3)
 m2_losses = partial(metrics_tests.test_m2s_test_losses_weigh_the_labelled_elbo_by_its_weight_image_by_image, 4)
 m2_final = metrics_tests.test_m2s_final_results_are_its_accuracy_and_the_two_elbos
 covered = feeds_tests.test_the_labelled_images_m2_draws_cover_all_of_them_the_first_and_the_last_included
 own_labels = feeds_tests.test_each_labelled_image_comes_with_its_own_label
 labelled_apart = feeds_tests.test_labels_over_k_of_each_class_keep_their_label_and_the_epoch_runs_over_all_the_others
+just_enough = feeds_tests.test_choosing_labels_takes_a_class_with_just_enough_images_and_leaves_one_unlabelled
+refused = feeds_tests.test_choosing_labels_refuses_none_a_share_that_is_not_equal_or_no_image_left_unlabelled
 
 LOOP = "run.training.train"
 LABELLED_IMAGES = ("    if self.dynamic:\n"  # SemiSupervised.step's labelled images (as plant reads it: dedented)
@@ -123,6 +125,12 @@ MISTAKES = [
     Mistake("labelled-images-one-per-class-short", "run.feeds.choose_labelled",
             "rng.choice(members, per_class, replace=False)", "rng.choice(members, per_class - 1, replace=False)",
             labelled_apart),
+    Mistake("a-class-with-just-enough-images-refused", "run.feeds.choose_labelled",
+            "if len(members) < per_class:", "if len(members) <= per_class:", just_enough),
+    Mistake("labels-leaving-one-image-unlabelled-refused", "run.feeds.choose_labelled",
+            "if count >= len(y):", "if count >= len(y) - 1:", just_enough),
+    Mistake("no-labels-at-all-accepted", "run.feeds.choose_labelled",
+            "if count <= 0 or count % classes:", "if count < 0 or count % classes:", partial(refused, 0)),
     # run/training.py: resuming mid-epoch
     Mistake("resume-restarts-the-epochs-noise", LOOP,
             "noise.bit_generator.state = state.noise_state", "pass", resumed("mlp dynamic")),
@@ -165,6 +173,10 @@ MISTAKES = [
             'loss = model.labelled_weight * means["labelled"]', 'loss = means["labelled"]', m2_losses),
     Mistake("m2-test-loss-without-alpha", "run.metrics.semi_supervised_losses",
             'model.alpha * means["classification"]', 'means["classification"]', m2_losses),
+    Mistake("m2-test-loss-stops-one-image-short", "run.metrics.semi_supervised_losses",
+            "for start in range(0, len(x), batch_size):", "for start in range(0, len(x) - 1, batch_size):", m2_losses),
+    Mistake("log-likelihood-of-one-sample-left-out", "run.metrics.final_results",
+            "if eval_samples > 0 else None", "if eval_samples > 1 else None", partial(squared_error.func, 1)),
     Mistake("m2-accuracy-sums-batch-means", "run.metrics.semi_supervised_losses",
             '(model.predict(batch) == labels).sum()', '(model.predict(batch) == labels).mean() * batch_size',
             m2_losses),

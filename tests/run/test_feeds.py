@@ -6,6 +6,7 @@ and no unlabelled image ever comes with its label.
 """
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from minivae.core import backend
@@ -78,3 +79,17 @@ def test_another_seed_keeps_other_labels():
     _, other = semi_supervised_feed(seed=1)
     assert set(feed.labelled) != set(other.labelled)
     np.testing.assert_array_equal(feed.labelled, semi_supervised_feed(seed=0)[1].labelled)
+
+
+def test_choosing_labels_takes_a_class_with_just_enough_images_and_leaves_one_unlabelled():
+    y = np.array([0, 1, 2, 0, 1, 2, 0])  # class 1 and 2 have two images each; 6 labels leave one image unlabelled
+    labelled = feeds.choose_labelled(y, 6, 3, seed=0)
+    assert np.bincount(y[labelled]).tolist() == [2, 2, 2] and len(set(labelled)) == 6
+    assert {1, 4, 2, 5} <= set(labelled)  # all of classes 1 and 2
+
+
+@pytest.mark.parametrize("count", [0, 4, 9])
+def test_choosing_labels_refuses_none_a_share_that_is_not_equal_or_no_image_left_unlabelled(count):
+    y = np.arange(9) % 3
+    with pytest.raises(ValueError):
+        feeds.choose_labelled(y, count, 3, seed=0)

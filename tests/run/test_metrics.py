@@ -126,9 +126,10 @@ def test_the_log_likelihood_lies_between_the_elbo_and_log_p_x():
 # ---- the final results of the squared-error decoder ---------------------------------------------------------------
 
 
-def test_the_squared_error_decoders_elbo_and_log_likelihood_are_gaussian_log_densities():
+@pytest.mark.parametrize("k", [1, 3])
+def test_the_squared_error_elbo_and_log_likelihood_are_gaussian_log_densities(k):
     vae, x = model("mse", beta=0.5), images("mse")
-    final = metrics.final_results(vae, KINDS["mlp"], x, np.zeros(N, dtype=np.int64), SEED, eval_samples=3)
+    final = metrics.final_results(vae, KINDS["mlp"], x, np.zeros(N, dtype=np.int64), SEED, eval_samples=k)
     eps = evaluation_noise([N])  # one evaluation batch
     log_densities, kls = [], []
     for b in range(N):
@@ -141,7 +142,7 @@ def test_the_squared_error_decoders_elbo_and_log_likelihood_are_gaussian_log_den
     assert final["test_recon"] + final["test_recon_constant"] == pytest.approx(-np.mean(log_densities), rel=1e-12)
     assert final["test_recon_constant"] == pytest.approx(0.5 * D * math.log(math.pi), rel=1e-12)
     assert final["test_kl"] == pytest.approx(np.mean(kls), rel=1e-12)
-    eps_iw = importance_noise([N], 3)
+    eps_iw = importance_noise([N], k)
     log_likelihood = np.mean([ref.importance_weighted(vae, x[b], eps_iw[b]) for b in range(N)])
     assert final["test_log_likelihood"] == pytest.approx(log_likelihood, rel=1e-12)
 
