@@ -116,7 +116,7 @@ def test_a_convnet_step_and_its_log_likelihood_hand_only_float32_from_layer_to_l
     seen = record_float_dtypes(monkeypatch, [vae])
     x = float32_images(3, d=64)
     vae.step(x, eps=on_device(np.random.default_rng(1).standard_normal((3, 2), dtype=np.float32)))
-    vae.log_likelihood(x, k=2, rng=np.random.default_rng(2))
+    assert vae.log_likelihood(x, k=2, rng=np.random.default_rng(2)).dtype == np.float32  # its log-weights too
     assert_all_float32(seen)
 
 

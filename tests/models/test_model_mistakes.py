@@ -122,6 +122,9 @@ MISTAKES = [
             m2_float32),
     Mistake("k-sample-elbo-weights-as-float64", "models.iwae.step",
             "1.0 / (k * n), dtype=mu.dtype)", "1.0 / (k * n))", k_sample_float32),
+    Mistake("importance-weights-kept-in-float64", "models.vae.importance_weighted",
+            "backend.xp.empty((k, len(mu)), dtype=mu.dtype)", "backend.xp.empty((k, len(mu)))",
+            float32.test_a_convnet_step_and_its_log_likelihood_hand_only_float32_from_layer_to_layer),
     Mistake("log-sum-exp-shifted-by-the-batch-maximum", "models.vae.log_mean_exp",
             "top = log_w.max(axis=0)", "top = log_w.max()", blank_beside_busy),
 ]
