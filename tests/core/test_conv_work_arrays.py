@@ -59,12 +59,14 @@ def check_call(layer, layer_class, options, x, seed):
     W, b = on_host(layer.params["W"]), on_host(layer.params["b"])
     x_host = on_host(x).astype(np.float64)
     tolerance = dict(rtol=1e-10, atol=1e-12) if x.dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
-    out = on_host(layer.forward(x))
+    out_on_device = layer.forward(x)
+    out = on_host(out_on_device)
     np.testing.assert_array_equal(out, on_host(fresh.forward(x)))
     np.testing.assert_allclose(out, loops(x_host, W, b), **tolerance)
     rng = np.random.default_rng(seed)
     dout = rng.standard_normal(out.shape).astype(x.dtype)
-    dx = on_host(layer.backward(on_device(dout, dtype=x.dtype)))
+    dx_on_device = layer.backward(on_device(dout, dtype=x.dtype))
+    dx = on_host(dx_on_device)
     np.testing.assert_array_equal(dx, on_host(fresh.backward(on_device(dout, dtype=x.dtype))))
     for name in ("W", "b"):
         np.testing.assert_array_equal(on_host(layer.grads[name]), on_host(fresh.grads[name]), err_msg=name)
@@ -76,7 +78,7 @@ def check_call(layer, layer_class, options, x, seed):
         assert np.sum(grad * direction) == pytest.approx(np.sum(expected), rel=tolerance["rtol"],
                                                          abs=tolerance["rtol"] * np.sum(np.abs(expected)))
     np.testing.assert_allclose(on_host(layer.grads["b"]), dout.sum(axis=(0, 2, 3)), **tolerance)
-    return out, dx
+    return out_on_device, dx_on_device  # the arrays the layer handed out, as they are
 
 
 def calls(first, second):
@@ -99,6 +101,7 @@ def test_a_layer_called_on_one_size_another_and_the_first_again_computes_what_a_
     returned = []
     for i, (size, dtype) in enumerate(calls(first, second)):
         x = on_device(rng.standard_normal((BATCH, C_IN, *size)).astype(dtype), dtype=dtype)
-        returned += [(array, array.copy()) for array in check_call(layer, layer_class, options, x, seed=10 + i)]
-    for array, copy in returned:  # what a call returned is the caller's: no later call writes into it
-        np.testing.assert_array_equal(array, copy)
+        returned += [(array, on_host(array).copy())
+                     for array in check_call(layer, layer_class, options, x, seed=10 + i)]
+    for array, then in returned:  # what a call returned is the caller's: no later call writes into it
+        np.testing.assert_array_equal(on_host(array), then)
