@@ -6,7 +6,7 @@
   and the reconstruction loss is recorded, for each kind of model, and must be float32.
 * Log-weights hundreds of nats apart: a blank image beside a busy one under a decoder that expects blank pixels.
   The log-sum-exp must be shifted by each example's own largest log-weight; a shift by the batch's largest would
-  make every weight of the busy image e^-400 = 0 in float32, and its loss infinite.
+  make every weight of the busy image e^-600 = 0 in float32, and its loss infinite.
 """
 
 import numpy as np

@@ -54,7 +54,7 @@ covered = feeds_tests.test_the_labelled_images_m2_draws_cover_all_of_them_the_fi
 own_labels = feeds_tests.test_each_labelled_image_comes_with_its_own_label
 labelled_apart = feeds_tests.test_labels_over_k_of_each_class_keep_their_label_and_the_epoch_runs_over_all_the_others
 just_enough = feeds_tests.test_choosing_labels_takes_a_class_with_just_enough_images_and_leaves_one_unlabelled
-refused = feeds_tests.test_choosing_labels_refuses_none_a_share_that_is_not_equal_or_no_image_left_unlabelled
+refused = feeds_tests.test_choosing_labels_refuses_zero_an_unequal_share_and_no_image_left_unlabelled
 
 LOOP = "run.training.train"
 LABELLED_IMAGES = ("    if self.dynamic:\n"  # SemiSupervised.step's labelled images (as plant reads it: dedented)

@@ -89,7 +89,7 @@ def test_choosing_labels_takes_a_class_with_just_enough_images_and_leaves_one_un
 
 
 @pytest.mark.parametrize("count", [0, 4, 9])
-def test_choosing_labels_refuses_none_a_share_that_is_not_equal_or_no_image_left_unlabelled(count):
+def test_choosing_labels_refuses_zero_an_unequal_share_and_no_image_left_unlabelled(count):
     y = np.arange(9) % 3
     with pytest.raises(ValueError):
         feeds.choose_labelled(y, count, 3, seed=0)
