@@ -34,8 +34,11 @@ BACKEND_SENSITIVE = {"test_backend.py", "test_layers.py", "test_losses.py", "tes
                      "test_optim.py", "test_gradcheck.py", "test_train.py", "test_checkpoint.py", "test_fake_cupy.py",
                      "test_conv.py", "test_conv_vae.py", "test_iwae.py",
                      "test_continuous_bernoulli.py", "test_conditional_vae.py", "test_m2.py", "test_train_labels.py",
-                     "test_conv_fast.py", "test_kernels.py",
-                     "test_gradcheck_mistakes.py", "test_explorer.py"}
+                     "test_conv_fast.py", "test_kernels.py", "test_explorer.py",
+                     "test_gradcheck_mistakes.py", "test_densities.py", "test_extreme_ranges.py",
+                     "test_conv_work_arrays.py", "test_conv_init.py", "test_references.py", "test_float32.py",
+                     "test_metrics.py", "test_training_loop.py", "test_feeds.py", "test_classifier.py",
+                     "test_model_mistakes.py", "test_core_mistakes.py", "test_bookkeeping_mistakes.py"}
 DEVICE_BACKENDS = ("fake-cupy", "cupy")  # the --backend values that start every test on CuPy (or its stand-in)
 
 

@@ -1,34 +1,24 @@
 """The gradient check must fail on every plausible one-line mistake in a backward pass.
 
-Each test plants one mistake: it takes the source of one real function of the library, replaces one piece of
-code (exactly one occurrence) with a mistaken version, compiles it in the function's own module and
-monkeypatches it in. Then the table of `python -m minivae.gradcheck` must have a failing row. The test ids
-name the mistakes; the planted code reads as the list of what the checker guards against.
+Each test plants one mistake (tests/planting.py: the source of one real function of the library with one piece of
+code replaced by a mistaken version, compiled in the function's own module and monkeypatched in). Then the table of
+`python -m minivae.gradcheck` must have a failing row. The test ids name the mistakes; the planted code reads as
+the list of what the checker guards against.
 
 Where the backend compiles fused kernels (a GPU, or the stand-in with emulated kernels: the `kernels_on`
 fixture), the fast twins run those instead of some plain code, so a mistake is planted in a kernel's CUDA C too
 (KERNEL_MISTAKES), and the plain mistakes whose code does not run there (CPU_ONLY) are skipped.
 """
 
-import importlib
-import inspect
-import textwrap
 from typing import NamedTuple
 
 import pytest
+from planting import Mistake, plant
 
 from minivae import gradcheck
 from minivae.checks.finite_differences import passes, run_check
 from minivae.checks.table import CHECKS
 from minivae.core import gaussian_fast, kernels, layers_fast, losses_fast
-
-
-class Mistake(NamedTuple):
-    id: str
-    target: str  # package.module.Class.function or package.module.function, under minivae
-    correct: str  # the code as it is
-    mistaken: str  # the one-line mistake
-
 
 MISTAKES = [
     # core/layers.py and its fast twin
@@ -180,26 +170,6 @@ KERNEL_MISTAKES = [
     KernelMistake("logvar-kl-kernel-gradient-exp(logvar)-not-0.5(exp(logvar)-1)", gaussian_fast, "KL",
                   "dlogvar = T(0.5) * (var - T(1));", "dlogvar = var;"),
 ]
-
-
-def plant(monkeypatch, mistake):
-    """Monkeypatch mistake.target with its source, `correct` replaced by `mistaken`."""
-    parts = mistake.target.split(".")
-    cut = 2 if parts[0] in ("core", "models") else 1  # package.module, then the class (if any) and the function
-    module = importlib.import_module(f"minivae.{'.'.join(parts[:cut])}")
-    *owner_path, name = parts[cut:]
-    owner = module
-    for attribute in owner_path:
-        owner = getattr(owner, attribute)
-    function = owner.__dict__[name]  # the raw function, staticmethod or classmethod, as the source defines it
-    source = textwrap.dedent(inspect.getsource(getattr(function, "__func__", function)))
-    if isinstance(function, (staticmethod, classmethod)):
-        source = f"@{type(function).__name__}\n{source}"
-    assert source.count(mistake.correct) == 1, f"{mistake.target} should contain {mistake.correct!r} once"
-    namespace = {}
-    exec(compile(source.replace(mistake.correct, mistake.mistaken), f"<{mistake.id}>", "exec"),
-         vars(module), namespace)
-    monkeypatch.setattr(owner, name, namespace[name])
 
 
 def first_failing_row():

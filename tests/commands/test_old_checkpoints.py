@@ -85,3 +85,56 @@ def test_every_kind_of_model_has_a_fixture():
     paths = sorted(Path(FIXTURES).glob("*/checkpoint.npz"))
     assert {path.parent.name for path in paths} == set(EXPECTED)
     assert {checkpoint.load(path).config["arch"] for path in paths} == set(KINDS)
+
+
+# ---- a checkpoint of the first format of all --------------------------------------------------------------------
+
+
+def in_the_first_format(fixture, path):
+    """Write the checkpoint `fixture` (0.1.0's) at `path` as the first checkpoints of minivae were written
+    (git show aca8350:minivae/train.py, minivae/optim.py): Adam's textbook moments 'm.<name>' = (1 - b1) M and
+    'v.<name>' = (1 - b2) V, the running totals as a list [loss, recon, kl, examples] under "sums" with the epoch's
+    seconds beside it, and a config from before the objective and k existed. The same .npz layout (format 1)."""
+    with np.load(fixture) as npz:
+        entries = {name: npz[name] for name in npz.files}
+    meta = json.loads(str(entries.pop("meta")))
+    totals = meta["extra"]["totals"]
+    meta["extra"] = {"sums": [totals["sums"]["loss"], totals["sums"]["recon"], totals["sums"]["kl"],
+                              totals["examples"]], "seconds": meta["extra"]["seconds"]}
+    meta["config"] = {key: value for key, value in meta["config"].items() if key not in ("objective", "k")}
+    first = {"meta": np.array(json.dumps(meta))}
+    for name, value in entries.items():
+        if name.startswith("optim/M."):
+            first["optim/m." + name.removeprefix("optim/M.")] = value * np.float32(1 - 0.9)
+        elif name.startswith("optim/V."):
+            first["optim/v." + name.removeprefix("optim/V.")] = value * np.float32(1 - 0.999)
+        else:
+            first[name] = value
+    np.savez(path, **first)
+    return path
+
+
+def test_a_checkpoint_of_the_first_format_resumes_to_the_numbers_that_version_reached(tmp_path):
+    # The mlp fixture stopped at epoch 2, step 2 with Adam; written as the first checkpoints were, it must resume
+    # through the command to what 0.1.0 computed from it (expected.json): epoch 2's training loss adds the totals
+    # of its first two steps from the list, the moments translated back to Adam's M and V give the same updates
+    # (to float32's rounding of m and v), and the parameters end where the 0.1.0 checkpoint's resume ends.
+    first = in_the_first_format(FIXTURES / "mlp" / checkpoint.FILENAME, tmp_path / "first.npz")
+    assert set(checkpoint.load(first).optimizer_state) >= {"t", "m.decoder.2.W", "v.mu.b"}
+    out = tmp_path / "resumed"
+    assert train.main(["--resume", str(first), "--out", str(out), "--data-dir", str(DATA), "--no-plots",
+                       "--eval-samples", "3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    expected = EXPECTED["mlp"]["resumed"]
+    assert [epoch["epoch"] for epoch in metrics["history"]] == [1, 2, 3]
+    for epoch, then in zip(metrics["history"], expected["history"], strict=True):
+        for split in ("train", "test"):
+            assert epoch[split] == pytest.approx(then[split], rel=1e-6), (epoch["epoch"], split)
+    assert metrics["final"] == pytest.approx(expected["final"], rel=1e-6)
+    now = tmp_path / "resumed-now"  # the 0.1.0 checkpoint itself, whose resume is 0.1.0's bit for bit
+    assert train.main(["--resume", str(copy_of("mlp", tmp_path)), "--out", str(now), "--data-dir", str(DATA),
+                       "--no-plots", "--eval-samples", "0"]) == 0
+    assert params_digest(now / checkpoint.FILENAME) == EXPECTED["mlp"]["resumed_params_sha256"]
+    resumed, reference = checkpoint.load(out).params, checkpoint.load(now).params
+    for name, value in reference.items():
+        np.testing.assert_allclose(resumed[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
