@@ -145,10 +145,11 @@ def _state_problem(ckpt):
             seeds.generator(0, seeds.NOISE).bit_generator.state = ckpt.rng_state
         except (ValueError, TypeError, KeyError, AttributeError) as err:
             return f"its noise generator state cannot be restored ({one_line(err)})"
+    # (at most `count` images a frame: a test set smaller than PROGRESS_IMAGES gives fewer reconstructions)
     for name, count in (("samples", progress.PROGRESS_SAMPLES), ("reconstructions", progress.PROGRESS_IMAGES)):
         frames = ckpt.arrays.get(f"frames_{name}")
-        if frames is not None and (frames.dtype != np.uint8 or frames.shape[1:] != (count, 784)
-                                   or len(frames) > ckpt.epoch):
+        if frames is not None and (frames.dtype != np.uint8 or frames.ndim != 3 or frames.shape[2] != 784
+                                   or not 1 <= frames.shape[1] <= count or len(frames) > ckpt.epoch):
             return f"its progress frames of {name} ({frames.dtype} of shape {frames.shape}) are not what a run keeps"
     if not isinstance(ckpt.extra.get("data_folder"), (str, type(None))):
         return "its data folder is not a path"

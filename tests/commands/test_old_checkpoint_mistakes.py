@@ -8,7 +8,7 @@ import test_old_checkpoints as old
 from planting import Mistake, fails, plant
 
 first_format = old.test_a_checkpoint_of_the_first_format_resumes_to_the_numbers_that_version_reached
-FROM_OLDER, FROM_CHECKPOINT = "core.optim.Adam.from_older", "run.training.RunState.from_checkpoint"
+FROM_OLDER, TOTALS = "core.optim.Adam.from_older", "run.training._totals"
 MISTAKES = [
     Mistake("first-adam-moments-multiplied-not-divided", FROM_OLDER,
             "value / (1 - beta)", "value * (1 - beta)", first_format),
@@ -18,12 +18,13 @@ MISTAKES = [
             "value / (1 - beta)", "value", first_format),
     Mistake("first-adam-step-count-restarts", FROM_OLDER,
             'renamed = {"t": saved["t"]}', 'renamed = {"t": 0}', first_format),
-    Mistake("first-totals-recon-and-kl-swapped", FROM_CHECKPOINT,
+    Mistake("first-totals-recon-and-kl-swapped", TOTALS,
             '("loss", "recon", "kl")', '("loss", "kl", "recon")', first_format),
-    Mistake("first-totals-without-their-examples", FROM_CHECKPOINT,
-            "sums)), examples)", "sums)), 0)", first_format),
-    Mistake("first-totals-dropped", FROM_CHECKPOINT,
-            'extra.get("sums") or (0.0, 0.0, 0.0, 0)', "(0.0, 0.0, 0.0, 0)", first_format),
+    Mistake("first-totals-without-their-examples", TOTALS,
+            '"examples": sums[3]', '"examples": 0', first_format),
+    Mistake("first-totals-dropped", TOTALS,
+            'return {"sums": dict(zip(("loss", "recon", "kl"), sums[:3])), "examples": sums[3]}', "return {}",
+            first_format),
 ]
 
 
