@@ -54,6 +54,13 @@ def fraction(text):
     return value
 
 
+def add_checkpoint_arguments(parser):
+    """The checkpoint a command reads (a file, or the run folder holding it) and --data-dir for its test images."""
+    parser.add_argument("checkpoint", help="a checkpoint.npz, or the run folder that holds one")
+    parser.add_argument("--data-dir", help="folder with the dataset's test files (default: where the run found "
+                                           "its data, else the usual places; see minivae/run/download.py)")
+
+
 def add_device_option(parser):
     parser.add_argument("--device", choices=("cpu", "gpu"),
                         help="gpu runs on CuPy (default: as MINIVAE_BACKEND says, else cpu)")

@@ -42,9 +42,7 @@ def evaluate_checkpoint(path, data_dir=None, eval_samples=None):
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m minivae.evaluate",
                                      description="Test ELBO and importance-weighted log-likelihood of a checkpoint.")
-    parser.add_argument("checkpoint", help="a checkpoint.npz, or the run folder that holds one")
-    parser.add_argument("--data-dir", help="folder with the dataset's test files (default: where the run found "
-                                           "its data, else the usual places; see minivae/run/download.py)")
+    cli.add_checkpoint_arguments(parser)
     parser.add_argument("--eval-samples", type=cli.non_negative_int, metavar="K",
                         help="importance samples per image for the log-likelihood; 0 skips it "
                              "(default 100, 10 for the convnet)")

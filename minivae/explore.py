@@ -9,6 +9,12 @@ dataset's two test files, found where the run found its data (recorded in the ch
 otherwise. The training command writes the same page at the end of a run (not with --no-plots).
 """
 
+# ruff: noqa: E402 (the stop handling comes first: run/stops.py)
+from minivae.run import stops
+
+if __name__ == "__main__":
+    stops.early()  # a stop while the rest loads: one line, exit 130
+
 import argparse
 import sys
 from pathlib import Path
@@ -31,8 +37,7 @@ def load_model(path):
                                          f"there is nothing to draw; use an earlier checkpoint, or train again with a "
                                          f"lower --lr")
     config = presets.complete(ckpt.config)  # a checkpoint from before a config key existed: its default
-    model = presets.build_model(config)
-    checkpoint.restore(model, None, ckpt)
+    model, _ = start.restored(ckpt, config)
     return ckpt, config, model
 
 
@@ -53,11 +58,9 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="python -m minivae.explore",
                                      description="Write a trained model's explorer page: one HTML file that moves "
                                                  "through its latent space in the browser.")
-    parser.add_argument("checkpoint", help="a checkpoint.npz, or the run folder that holds one")
+    cli.add_checkpoint_arguments(parser)
     parser.add_argument("--out", metavar="FILE.html",
                         help=f"where to write the page (default: {explorer.FILENAME} beside the checkpoint)")
-    parser.add_argument("--data-dir", help="folder with the dataset's test files (default: where the run found "
-                                           "its data, else the usual places; see minivae/run/download.py)")
     parser.add_argument("--points", type=cli.positive_int, default=explorer.POINTS, metavar="N",
                         help=f"test images shown as dots on the latent plane (default {explorer.POINTS}: each adds "
                              "a little to the page's size)")
@@ -75,8 +78,9 @@ def explore(args):
 
 
 def main(argv=None):
-    """Entry point of `python -m minivae.explore` and `minivae-explore`. Returns the exit code."""
-    return cli.run(explore, build_parser().parse_args(argv))
+    """Entry point of `python -m minivae.explore` and `minivae-explore`. Returns the exit code (cli.run says what
+    argv None changes)."""
+    return cli.run(explore, build_parser().parse_args(argv), keep_handlers=argv is None)
 
 
 if __name__ == "__main__":

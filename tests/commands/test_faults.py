@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from conftest import REPO, write_dataset
 
-from minivae import cli, evaluate, gradcheck, train
+from minivae import cli, evaluate, explore, gradcheck, train
 from minivae.bench import __main__ as bench
 from minivae.bench import timing
 from minivae.figures import run_figures
@@ -36,7 +36,8 @@ from minivae.models import vae
 from minivae.run import checkpoint, data, download, files, start, stops, training
 
 N_TRAIN, N_TEST, BATCH = 64, 16, 16  # 4 steps per epoch
-COMMANDS = {"train": train.main, "evaluate": evaluate.main, "bench": bench.main, "gradcheck": gradcheck.main}
+COMMANDS = {"train": train.main, "evaluate": evaluate.main, "bench": bench.main, "gradcheck": gradcheck.main,
+            "explore": explore.main}
 SMALL = ["--hidden", "16", "--latent", "2", "--batch-size", str(BATCH), "--eval-samples", "2", "--no-plots"]
 LABELLED = {"cvae": ["--preset", "cvae"], "m2": ["--preset", "m2", "--labels", "20"]}  # 20 labels: 44 unlabelled
 
@@ -531,6 +532,13 @@ CASES = [
     case("evaluate-sigterm", EVALUATE, 130, "interrupted; nothing was written",
          signal_in(evaluate.metrics, "final_results", signal.SIGTERM)),
     case("evaluate-sighup", EVALUATE, 130, "nothing was written", signal_in(evaluate.data, "load", signal.SIGHUP)),
+    case("explore-sigterm", ["explore", "{run}", "--out", "{tmp}/page.html"], 130,
+         "interrupted; nothing was written", signal_in(explore.explorer, "write_page", signal.SIGTERM)),
+    case("explore-sighup", ["explore", "{run}"], 130, "nothing was written",
+         signal_in(explore.data, "load", signal.SIGHUP)),
+    case("explore-of-an-edited-config", ["explore", "{run}", "--out", "{tmp}/page.html"], 2,
+         "use beta 1, not 0.5; it was written by another version of minivae, or edited",
+         edit_config(beta=0.5, objective="iwae")),
     case("gradcheck-sigterm", ["gradcheck"], 130, "interrupted; nothing was written",
          signal_in(gradcheck, "run_check", signal.SIGTERM)),
     case("gradcheck-ctrl-c", ["gradcheck"], 130, "nothing was written",
