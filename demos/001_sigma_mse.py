@@ -23,6 +23,7 @@ import numpy as np
 
 from minivae.core import backend
 from minivae.figures import plots, run_figures
+from minivae.figures.pca import pca
 from minivae.run import seeds
 
 parser = _common.parser("001_sigma_mse", __doc__)
@@ -54,7 +55,7 @@ paths = [plots.latent_histograms(mu, args.out / "latent_histograms.png", n=model
                                  figsize=(20.0, 2.0 * -(-model.latent // 10) + 0.75))]
 
 # %% PCA of the test means, coloured by class
-_, explained = plots.pca(mu, 3)
+_, explained = pca(mu, 3)
 print(f"principal components of the means: {', '.join(f'{e:.1%}' for e in explained)} of the variance")
 names = _common.class_names(dataset)
 paths.append(plots.latent_scatter(mu, dataset.y_test, args.out / "latent_pca_2d.png", class_names=names))

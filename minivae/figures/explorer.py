@@ -40,7 +40,7 @@ from minivae.core import backend
 from minivae.core.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
 from minivae.core.layers import Dense, ReLU, Sequential, Sigmoid, Tanh
 from minivae.core.padding import conv_geometry, transposed_geometry
-from minivae.figures import plots
+from minivae.figures.pca import principal_directions
 from minivae.figures.run_figures import class_names, encoder_means
 from minivae.run import files, metrics
 from minivae.run.kinds import kind_of
@@ -222,7 +222,7 @@ def page_data(model, config, x_test, y_test, history=(), epoch=0, step=0, points
     if x.shape[1] != pixels:
         raise ValueError(f"the test images have {x.shape[1]} pixels but the decoder draws {pixels}")
     means = encoder_means(vae, x, y if classes else None).astype(np.float32)
-    directions, explained = plots.principal_directions(means, 2) if vae.latent > 2 and len(means) > 1 else \
+    directions, explained = principal_directions(means, 2) if vae.latent > 2 and len(means) > 1 else \
         (np.eye(2, vae.latent), np.zeros(2))
     names = class_names(config["dataset"]) or [str(c) for c in range(max(classes, int(y.max(initial=0)) + 1))]
     return {

@@ -5,7 +5,8 @@ What they show, in the order a lesson might use them:
     reconstructions     test images above what the VAE makes of them (encode, then decode)
     image_grid          new images decoded from z ~ N(0, I), i.e. samples of the generative model
     manifold            a 2-D slice of latent space decoded on a grid: how images change as z moves
-    latent_scatter(_3d) where the encoder puts each class (PCA when the latent space has more dimensions)
+    latent_scatter(_3d) where the encoder puts each class (on principal components, pca.py, when the latent
+                        space has more dimensions)
     latent_histograms   each latent coordinate of the encoder means against the N(0, 1) prior
     loss_curves         training and test loss per epoch, with the reconstruction and KL terms apart
     interpolation(_gif) decoding the straight line between two latent points
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from minivae.core.backend import to_numpy
+from minivae.figures.pca import pca
 from minivae.run.files import atomic_path
 
 DPI = 100
@@ -185,31 +187,6 @@ def score_extremes(images, scores, path, n=8, image_shape=IMAGE_SHAPE, figsize=N
 
 
 # ---------------------------------------------------------------- latent space
-
-
-def principal_directions(x, k):
-    """The first k principal directions of the rows of x, computed with an SVD of x less its mean.
-
-    x: (N, d) with d >= k. Returns (directions (k, d), explained (k,)): orthonormal rows, and the fraction of the
-    total variance along each. Their signs are arbitrary.
-    """
-    x = np.asarray(to_numpy(x), dtype=float)
-    # centered = U S Vt: the rows of Vt are the principal directions, S**2 the variance along each (times N)
-    _, s, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
-    total = np.sum(s**2)
-    explained = s[:k] ** 2 / total if total > 0 else np.zeros(k)
-    return vt[:k], explained
-
-
-def pca(x, k):
-    """Project rows of x onto their first k principal components (principal_directions).
-
-    x: (N, d) with d >= k. Returns (projected (N, k), explained (k,)), where explained[i] is the fraction of
-    the total variance along component i. Components have unit length; their signs are arbitrary.
-    """
-    x = np.asarray(to_numpy(x), dtype=float)
-    directions, explained = principal_directions(x, k)
-    return (x - x.mean(axis=0)) @ directions.T, explained
 
 
 def _latent_points(means, k, what):

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from minivae.core import backend, continuous_bernoulli
 from minivae.core.conv import Conv2D, ConvTranspose2D, Flatten, Reshape
 from minivae.core.layers import Dense, Layer, ReLU, Sequential
-from minivae.figures import explorer, plots
+from minivae.figures import explorer
+from minivae.figures.pca import principal_directions
 from minivae.figures.run_figures import encoder_means
 from minivae.run import data, metrics, presets
 from minivae.run.kinds import KINDS, kind_of
@@ -326,7 +327,7 @@ def test_past_two_latent_units_the_plane_offers_the_means_principal_directions(t
     means = floats(page["points"]["means"]).reshape(-1, 4)
     assert directions.shape == (2, 4)
     np.testing.assert_allclose(directions @ directions.T, np.eye(2), atol=1e-12)
-    np.testing.assert_allclose(np.abs(directions), np.abs(plots.principal_directions(means, 2)[0]))
+    np.testing.assert_allclose(np.abs(directions), np.abs(principal_directions(means, 2)[0]))
 
 
 def test_with_two_latent_units_the_plane_is_z_itself(tiny):
