@@ -18,7 +18,7 @@ import sys
 
 from minivae import cli
 from minivae.core import backend
-from minivae.run import checkpoint, data, metrics, presets, start
+from minivae.run import checkpoint, metrics, presets, start
 from minivae.run.kinds import kind_of
 
 
@@ -28,8 +28,7 @@ def evaluate_checkpoint(path, data_dir=None, eval_samples=None):
     ckpt = checkpoint.load(path, presets.config_problem)
     config = presets.complete(ckpt.config)  # a checkpoint from before a config key existed: its default
     model, _ = start.restored(ckpt, config)
-    dataset = data.load(config["dataset"], data_dir or start.recorded_data_folder(ckpt), binarize=config["binarize"],
-                        seed=config["seed"], test_only=True)
+    dataset = start.test_set(ckpt, config, data_dir)
     where = f"epoch {ckpt.epoch}" + (f", step {ckpt.step} of epoch {ckpt.epoch + 1}" if ckpt.step else "")
     print(f"{ckpt.path}: {config['preset']} preset, latent {config['latent']}, trained on {config['dataset']} "
           f"to the end of {where}")

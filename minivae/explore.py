@@ -24,7 +24,7 @@ import numpy as np
 from minivae import cli
 from minivae.core import backend
 from minivae.figures import explorer
-from minivae.run import checkpoint, data, presets, start
+from minivae.run import checkpoint, presets, start
 
 
 def load_model(path):
@@ -48,8 +48,7 @@ def explore_checkpoint(path, out=None, data_dir=None, points=explorer.POINTS):
     ckpt, config, model = load_model(path)
     out = Path(out) if out is not None else ckpt.path.parent / explorer.FILENAME
     explorer.check_target(out)  # before the data is read: a wrong --out costs nothing
-    dataset = data.load(config["dataset"], data_dir or start.recorded_data_folder(ckpt), binarize=config["binarize"],
-                        seed=config["seed"], test_only=True)
+    dataset = start.test_set(ckpt, config, data_dir)
     return explorer.write_page(out, model, config, dataset.x_test, dataset.y_test, ckpt.history, ckpt.epoch,
                                ckpt.step, points)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from minivae.core import backend
-from minivae.run import checkpoint, files, presets, stops, training
+from minivae.run import checkpoint, data, files, presets, stops, training
 from minivae.run.feeds import choose_labelled
 from minivae.run.kinds import IMAGE_SIZE, kind_of
 from minivae.run.memory import DoesNotFit, is_allocation_failure
@@ -118,6 +118,13 @@ def recorded_data_folder(ckpt):
         raise checkpoint.CheckpointError(f"{ckpt.path}: its data folder is not a path; it was written by another "
                                          f"version of minivae, or edited")
     return folder if folder and Path(folder).is_dir() else None
+
+
+def test_set(ckpt, config, data_dir=None):
+    """The test images and labels that evaluate a checkpoint's model (a data.Dataset without training images), read
+    from data_dir, else the folder its run read them from, else the usual places; binarized as its run had them."""
+    return data.load(config["dataset"], data_dir or recorded_data_folder(ckpt), binarize=config["binarize"],
+                     seed=config["seed"], test_only=True)
 
 
 def begin(config, dataset, ckpt=None, threads=None):

@@ -531,11 +531,11 @@ CASES = [
     # every command stops on SIGTERM and SIGHUP as on Ctrl-C (7)
     case("evaluate-sigterm", EVALUATE, 130, "interrupted; nothing was written",
          signal_in(evaluate.metrics, "final_results", signal.SIGTERM)),
-    case("evaluate-sighup", EVALUATE, 130, "nothing was written", signal_in(evaluate.data, "load", signal.SIGHUP)),
+    case("evaluate-sighup", EVALUATE, 130, "nothing was written", signal_in(data, "load", signal.SIGHUP)),
     case("explore-sigterm", ["explore", "{run}", "--out", "{tmp}/page.html"], 130,
          "interrupted; nothing was written", signal_in(explore.explorer, "write_page", signal.SIGTERM)),
     case("explore-sighup", ["explore", "{run}"], 130, "nothing was written",
-         signal_in(explore.data, "load", signal.SIGHUP)),
+         signal_in(data, "load", signal.SIGHUP)),
     case("explore-of-an-edited-config", ["explore", "{run}", "--out", "{tmp}/page.html"], 2,
          "use beta 1, not 0.5; it was written by another version of minivae, or edited",
          edit_config(beta=0.5, objective="iwae")),
