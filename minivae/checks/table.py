@@ -203,11 +203,11 @@ def vae_check(make_model, batch=3):
     return run
 
 
-def k_sample_check(objective, k, recon="bce", posterior="logvar"):
+def k_sample_check(objective, k, recon="bce", posterior="logvar", beta=1.0):
     """iwae.step of the K-sample objective on a 9-7-3 tanh MLP (no ReLU kinks), x (5, 9) and eps (K, 5, 3) fixed."""
     def run(rng, noise_aware):
         model = mlp_vae(input_dim=9, hidden=(7,), latent=3, activation="tanh", recon=recon, posterior=posterior,
-                        rng=rng, dtype=F64)
+                        beta=beta, rng=rng, dtype=F64)
         if posterior == "sigma":  # keep sigma away from 0, the pole of log sigma^2
             model.params["sigma.b"] += 1.0
         x, eps = device(rng.uniform(0, 1, (5, 9))), device(rng.standard_normal((k, 5, 3)))
@@ -383,6 +383,7 @@ CHECKS = [
     Check("model", "IWAE K=5", 92, k_sample_check("iwae", 5)),
     Check("model", "IWAE K=5 cb", 93, k_sample_check("iwae", 5, "cb")),
     Check("model", "K-sample ELBO K=5 mse", 94, k_sample_check("vae", 5, "mse")),
+    Check("model", "K-sample ELBO K=3 bce/sigma, beta 0.4", 77, k_sample_check("vae", 3, "bce", "sigma", beta=0.4)),
     # The models that use labels: the conditional VAE (vae.py with classes), the classifier and M2.
     Check("model", "conditional VAE bce/logvar, 3 classes", 95, vae_check(mlp(classes=3))),
     Check("model", "conditional VAE mse/sigma, beta 0.5", 96, vae_check(mlp("mse", "sigma", classes=3, beta=0.5))),

@@ -134,8 +134,9 @@ def step(model, x, objective="iwae", k=1, eps=None, rng=None):
     if objective == "iwae":
         dmu += (w3 * dlogq_dmu).sum(axis=0)
         dscale += (w3 * dlogq_dscale).sum(axis=0)
-    else:  # the closed-form KL's direct path, as in VAE.step
-        dmu += (model.beta / n) * dkl_dmu
-        dscale += (model.beta / n) * dkl_dscale
+    else:  # the closed-form KL's direct path, as in VAE.step (beta times the mean's 1/B, in that order)
+        kl_weight = model.beta * (1.0 / n)
+        dmu += kl_weight * dkl_dmu
+        dscale += kl_weight * dkl_dscale
     model.backward_heads(dmu, dscale)
     return Loss(float(losses.mean()), float(nll.mean()), float(kl.mean()))

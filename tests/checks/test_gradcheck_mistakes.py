@@ -137,6 +137,10 @@ MISTAKES = [
             "dz += w3 * (dlogq_dz + z)", "dz += w3 * dlogq_dz"),
     Mistake("iwae-samples-gradients-averaged-not-summed", "models.iwae.step",
             "dmu, dscale = dmu.sum(axis=0), dscale.sum(axis=0)", "dmu, dscale = dmu.mean(axis=0), dscale.mean(axis=0)"),
+    Mistake("k-sample-elbo-kl-gradient-without-beta", "models.iwae.step",
+            "kl_weight = model.beta * (1.0 / n)", "kl_weight = 1.0 / n"),
+    Mistake("k-sample-elbo-kl-gradient-in-the-scale-without-beta", "models.iwae.step",
+            "dscale += kl_weight * dkl_dscale", "dscale += dkl_dscale / n"),
     # models/classifier.py and models/m2.py: the classifier's gradients
     Mistake("classifier-step-without-the-batch-mean", "models.classifier.Classifier.step",
             "scale=1.0 / len(x)", "scale=1.0"),

@@ -7,6 +7,8 @@
 * Log-weights hundreds of nats apart: a blank image beside a busy one under a decoder that expects blank pixels.
   The log-sum-exp must be shifted by each example's own largest log-weight; a shift by the batch's largest would
   make every weight of the busy image e^-600 = 0 in float32, and its loss infinite.
+* One image's samples hundreds of nats apart: a decoder that draws the busy image where z[0] > 0 and a blank one
+  where z[0] < 0. A shift by anything but the largest (the smallest, say) would overflow e^x past 88 nats.
 """
 
 import numpy as np
@@ -142,6 +144,31 @@ def test_the_iwae_step_in_float32_is_finite_for_a_blank_image_beside_a_busy_one(
     np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-5)  # float32's rounding of terms ~1
     loss = iwae.step(vae, on_device(x), "iwae", eps=on_device(eps))
     assert loss.loss == pytest.approx(np.mean(expected), rel=1e-5)
+    for name, grad in vae.grads.items():
+        assert np.isfinite(on_host(grad)).all(), name
+
+
+def busy_or_blank_by_the_sign_of_z0(d=60):
+    """A float32 VAE whose decoder's pixels are all on where z[0] > 0 (logits ~ +10) and all off where z[0] < 0
+    (logits ~ -10): a busy image's log-weights are ~0 for the first samples and ~ -600 nats for the others."""
+    vae = mlp_vae(input_dim=d, hidden=(8,), latent=2, activation="tanh", rng=np.random.default_rng(0))
+    for name in ("decoder.0.W", "decoder.0.b", "decoder.2.W", "decoder.2.b"):
+        vae.params[name][...] = 0.0
+    vae.params["decoder.0.W"][0, 0] = 50.0  # hidden unit 0 = tanh(50 z[0]), +-1 but for |z[0]| < 0.05
+    vae.params["decoder.2.W"][0, :] = 10.0  # every pixel's logit: 10 tanh(50 z[0])
+    return vae, np.ones((1, d), dtype=np.float32)
+
+
+def test_the_iwae_step_in_float32_is_finite_where_one_images_samples_are_hundreds_of_nats_apart():
+    vae, x = busy_or_blank_by_the_sign_of_z0()
+    mu, std = ref.posterior(vae, x[0])
+    z = np.array([[1.0, 0.0], [-1.0, 0.0], [-2.0, 0.5]])  # K = 3 samples: the busy image, then a blank one twice
+    eps = ((z - mu) / std)[:, None, :].astype(np.float32)  # (K, 1, L)
+    log_w = [ref.log_weight(vae, x[0], e.astype(np.float64)) for e in eps[:, 0]]
+    assert max(log_w) - min(log_w) > 500  # hundreds of nats apart, as meant
+    loss = iwae.step(vae, on_device(x), "iwae", eps=on_device(eps))
+    expected = -ref.importance_weighted(vae, x[0], eps[:, 0].astype(np.float64))
+    assert loss.loss == pytest.approx(expected, abs=2e-4)  # float32 rounds softplus(10) to ~1e-6, 60 pixels
     for name, grad in vae.grads.items():
         assert np.isfinite(on_host(grad)).all(), name
 

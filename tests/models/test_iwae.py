@@ -35,14 +35,16 @@ def grads_of(model):
 @settings(max_examples=16, deadline=None)
 @given(objective=st.sampled_from(iwae.OBJECTIVES), k=st.sampled_from([1, 2, 5]),
        recon=st.sampled_from(["bce", "bce-prob", "mse", "cb"]), posterior=st.sampled_from(["logvar", "sigma"]),
-       seed=st.integers(0, 1000))
-def test_k_sample_gradients_match_finite_differences_with_the_noise_fixed(objective, k, recon, posterior, seed):
-    errors = k_sample_check(objective, k, recon, posterior)(np.random.default_rng(seed), True)
+       beta=st.sampled_from([1.0, 0.4]), seed=st.integers(0, 1000))
+def test_k_sample_gradients_match_finite_differences_with_the_noise_fixed(objective, k, recon, posterior, beta, seed):
+    beta = beta if objective == "vae" else 1.0  # the IWAE bound has no KL term to weigh
+    errors = k_sample_check(objective, k, recon, posterior, beta)(np.random.default_rng(seed), True)
     assert max(errors.values()) < TOL, errors
 
 
-def test_vae_objective_with_one_sample_has_vae_steps_gradients_bit_for_bit():
-    model = small_model()
+@pytest.mark.parametrize("beta", [1.0, 0.4])
+def test_vae_objective_with_one_sample_has_vae_steps_gradients_bit_for_bit(beta):
+    model = small_model(beta=beta)
     x, eps = batch(k=1)
     loss = iwae.step(model, x, "vae", eps=eps)
     k_sample = grads_of(model)

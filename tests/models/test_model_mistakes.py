@@ -35,6 +35,7 @@ cvae_float32 = partial(float32.test_a_conditional_vae_step_hands_only_float32_fr
 m2_float32 = float32.test_an_m2_step_hands_only_float32_from_layer_to_layer
 k_sample_float32 = partial(float32.test_a_k_sample_step_hands_only_float32_from_layer_to_layer, objective="vae", k=3)
 blank_beside_busy = float32.test_the_iwae_step_in_float32_is_finite_for_a_blank_image_beside_a_busy_one
+samples_far_apart = float32.test_the_iwae_step_in_float32_is_finite_where_one_images_samples_are_hundreds_of_nats_apart
 
 MISTAKES = [
     # models/m2.py: the class enumeration, the constants, the weights of the reported loss
@@ -127,6 +128,8 @@ MISTAKES = [
             float32.test_a_convnet_step_and_its_log_likelihood_hand_only_float32_from_layer_to_layer),
     Mistake("log-sum-exp-shifted-by-the-batch-maximum", "models.vae.log_mean_exp",
             "top = log_w.max(axis=0)", "top = log_w.max()", blank_beside_busy),
+    Mistake("log-sum-exp-shifted-by-the-minimum", "models.vae.log_mean_exp",
+            "top = log_w.max(axis=0)", "top = log_w.min(axis=0)", samples_far_apart),
 ]
 
 

@@ -11,10 +11,11 @@ import inspect
 from functools import partial
 
 import pytest
+import test_data as data_tests
 import test_feeds as feeds_tests
 import test_metrics as metrics_tests
 import test_training_loop as loop
-from conftest import write_tiny_dataset
+from conftest import write_dataset, write_tiny_dataset
 from planting import Mistake, fails, plant
 
 
@@ -24,8 +25,10 @@ def offline(isolated_data):
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return write_tiny_dataset(tmp_path_factory.mktemp("tiny"), loop.N_TRAIN, loop.N_TEST)
+def folders(tmp_path_factory):
+    """The datasets the catching tests take as arguments: the tiny one the runs train on, test_data.py's folder."""
+    return {"tiny_dir": write_tiny_dataset(tmp_path_factory.mktemp("tiny"), loop.N_TRAIN, loop.N_TEST),
+            "folder": write_dataset(tmp_path_factory.mktemp("data") / "d", n_train=200, n_test=100)}
 
 
 def fed(run):
@@ -43,10 +46,13 @@ def resumed(run):
 epochs_differ = loop.test_no_two_epochs_draw_the_same_shuffle_noise_or_binary_images
 saved_model = loop.test_each_epoch_reports_the_test_and_validation_losses_of_the_model_it_saved
 test_loss = partial(metrics_tests.test_the_test_loss_is_the_mean_of_every_images_loss_when_the_last_batch_is_short, 0)
+cvae_test_loss = partial(test_loss.func, 3)
 log_likelihood = partial(
     metrics_tests.test_the_log_likelihood_of_a_test_set_larger_than_a_batch_is_the_mean_of_each_images_estimate,
     "bce", 0)
+cvae_log_likelihood = partial(log_likelihood.func, "bce", 3)
 bounds = metrics_tests.test_the_log_likelihood_lies_between_the_elbo_and_log_p_x
+final_elbo = metrics_tests.test_the_final_elbo_is_each_decoders_log_density_less_the_kl_at_beta_1
 squared_error = partial(metrics_tests.test_the_squared_error_elbo_and_log_likelihood_are_gaussian_log_densities, 3)
 m2_losses = partial(metrics_tests.test_m2s_test_losses_weigh_the_labelled_elbo_by_its_weight_image_by_image, 4)
 m2_final = metrics_tests.test_m2s_final_results_are_its_accuracy_and_the_two_elbos
@@ -55,6 +61,8 @@ own_labels = feeds_tests.test_each_labelled_image_comes_with_its_own_label
 labelled_apart = feeds_tests.test_labels_over_k_of_each_class_keep_their_label_and_the_epoch_runs_over_all_the_others
 just_enough = feeds_tests.test_choosing_labels_takes_a_class_with_just_enough_images_and_leaves_one_unlabelled
 refused = feeds_tests.test_choosing_labels_refuses_zero_an_unequal_share_and_no_image_left_unlabelled
+
+seeded_data = data_tests.test_the_split_and_the_evaluation_sets_binary_draws_are_seedsequences_three_children
 
 LOOP = "run.training.train"
 LABELLED_IMAGES = ("    if self.dynamic:\n"  # SemiSupervised.step's labelled images (as plant reads it: dedented)
@@ -90,6 +98,10 @@ MISTAKES = [
     Mistake("binary-draws-from-the-shuffles-generator", LOOP,
             "data.binarize_batch(x_train[rows], noise)", "data.binarize_batch(x_train[rows], order)",
             fed("mlp dynamic")),
+    Mistake("test-images-drawn-by-the-validation-generator", "run.data._split_and_binarize",
+            "binarize_batch(data.x_test, test_rng)", "binarize_batch(data.x_test, val_rng)", seeded_data),
+    Mistake("split-by-the-test-draws-generator", "run.data._split_and_binarize",
+            "split_rng, test_rng, val_rng = seeds", "test_rng, split_rng, val_rng = seeds", seeded_data),
     Mistake("binary-draw-inverted", "run.data.binarize_batch",
             "rng.random(x.shape, dtype=x.dtype) < x", "rng.random(x.shape, dtype=x.dtype) > x", fed("mlp dynamic")),
     Mistake("shuffle-leaves-out-the-last-image", "run.data.batches",
@@ -156,6 +168,8 @@ MISTAKES = [
             "recon_sum += float(recon.sum())", "recon_sum += float(recon.mean()) * batch_size", test_loss),
     Mistake("test-loss-without-beta", "run.metrics.test_losses",
             "recon + model.beta * kl", "recon + kl", test_loss),
+    Mistake("cvae-test-loss-with-the-first-batchs-labels", "run.metrics.test_losses",
+            "labels = y[start:start + batch_size]", "labels = y[:len(batch)]", cvae_test_loss),
     Mistake("log-likelihood-sums-batch-means", "run.metrics.mean_log_likelihood",
             "total += float(model.log_likelihood(batch, labels, k=k, rng=rng).sum())",
             "total += float(model.log_likelihood(batch, labels, k=k, rng=rng).mean()) * batch_size", log_likelihood),
@@ -164,8 +178,15 @@ MISTAKES = [
     Mistake("log-likelihood-of-the-test-loss-noise", "run.metrics.mean_log_likelihood",
             "seeds.device_generator(seed, seeds.IMPORTANCE)", "seeds.device_generator(seed, seeds.TEST_NOISE)",
             log_likelihood),
+    Mistake("cvae-log-likelihood-with-the-first-batchs-labels", "run.metrics.mean_log_likelihood",
+            "labels = y[start:start + batch_size]", "labels = y[:min(batch_size, len(x) - start)]",
+            cvae_log_likelihood),
     Mistake("final-elbo-without-the-gaussian-constant", "run.metrics.recon_constant",
             'gaussian_nll_constant(pixels) if recon == "mse" else 0.0', "0.0", squared_error),
+    Mistake("final-elbo-with-the-gaussian-constant-for-every-density-but-bce", "run.metrics.recon_constant",
+            'if recon == "mse"', 'if recon != "bce"', partial(final_elbo, "cb")),
+    Mistake("final-elbo-with-the-gaussian-constant-for-probabilities", "run.metrics.recon_constant",
+            'if recon == "mse"', 'if recon in ("mse", "bce-prob")', partial(final_elbo, "bce-prob")),
     Mistake("final-elbo-at-the-training-beta (the loss, not recon + KL)", "run.metrics.elbo_of",
             '-(losses["recon"] + recon_constant(recon, pixels) + losses["kl"])',
             '-(losses["loss"] + recon_constant(recon, pixels))', squared_error),
@@ -187,18 +208,18 @@ MISTAKES = [
 ]
 
 
-def test_every_catching_test_passes_without_a_planted_mistake(tiny_dir):
+def test_every_catching_test_passes_without_a_planted_mistake(folders):
     for test in {mistake.caught_by for mistake in MISTAKES}:
-        assert not fails(test, **needs(test, tiny_dir)), test
+        assert not fails(test, **needs(test, folders)), test
 
 
-def needs(test, tiny_dir):
-    """The tiny dataset's folder, for the tests that train."""
-    return {"tiny_dir": tiny_dir} if "tiny_dir" in inspect.signature(test).parameters else {}
+def needs(test, folders):
+    """The dataset folders a test takes as arguments."""
+    return {name: folder for name, folder in folders.items() if name in inspect.signature(test).parameters}
 
 
 @pytest.mark.parametrize("mistake", MISTAKES, ids=[m.id for m in MISTAKES])
-def test_a_planted_mistake_fails_its_test(monkeypatch, tiny_dir, mistake):
+def test_a_planted_mistake_fails_its_test(monkeypatch, folders, mistake):
     plant(monkeypatch, mistake)
-    assert fails(mistake.caught_by, **needs(mistake.caught_by, tiny_dir)), \
+    assert fails(mistake.caught_by, **needs(mistake.caught_by, folders)), \
         f"{mistake.caught_by} does not catch {mistake.id}"

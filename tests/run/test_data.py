@@ -125,6 +125,21 @@ def test_dynamic_binarization_also_draws_the_validation_set(folder):
     assert set(np.unique(ds.x_val)) <= {0.0, 1.0}
 
 
+def test_the_split_and_the_evaluation_sets_binary_draws_are_seedsequences_three_children(folder):
+    """seeds.py's table: SeedSequence(seed).spawn(3) seeds the validation split, the test set's one Bernoulli draw
+    and the validation set's, in that order (replayed here with NumPy alone)."""
+    gray = data.load("mnist", folder, download=False)
+    ds = data.load("mnist", folder, download=False, binarize="dynamic", validation=0.25, seed=6)
+    split, test, val = (np.random.default_rng(child) for child in np.random.SeedSequence(6).spawn(3))
+    order = split.permutation(200)
+    val_ids, train_ids = np.sort(order[:50]), np.sort(order[50:])
+    np.testing.assert_array_equal(ds.x_train, gray.x_train[train_ids])
+    test_draw = test.random(gray.x_test.shape, dtype=np.float32) < gray.x_test
+    val_draw = val.random((50, 784), dtype=np.float32) < gray.x_train[val_ids]
+    np.testing.assert_array_equal(ds.x_test, test_draw.astype(np.float32))
+    np.testing.assert_array_equal(ds.x_val, val_draw.astype(np.float32))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_binarize_batch_mean_matches_x_mean_and_keeps_dtype(dtype):
     x = np.random.default_rng(0).random((500, 784)).astype(dtype)

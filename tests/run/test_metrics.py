@@ -41,8 +41,11 @@ def images(recon="bce", n=N, seed=1):
     return (rng.random((n, D)) < 0.4).astype(float) if recon.startswith("bce") else rng.uniform(0, 1, (n, D))
 
 
-def labels_or_none(classes, n=N):
-    return np.arange(n) % classes if classes else None
+LABELS = np.array([0, 1, 2, 2, 0, 1, 1])  # 3 classes; no batch of 3 has the first batch's labels
+
+
+def labels_or_none(classes):
+    return LABELS if classes else None
 
 
 def evaluation_noise(n_rows_per_batch):
@@ -143,6 +146,18 @@ def test_the_squared_error_elbo_and_log_likelihood_are_gaussian_log_densities(k)
     eps_iw = importance_noise([N], k)
     log_likelihood = np.mean([ref.importance_weighted(vae, x[b], eps_iw[b]) for b in range(N)])
     assert final["test_log_likelihood"] == pytest.approx(log_likelihood, rel=1e-12)
+
+
+@pytest.mark.parametrize("recon", ["bce", "bce-prob", "cb", "mse"])
+def test_the_final_elbo_is_each_decoders_log_density_less_the_kl_at_beta_1(recon):
+    vae, x = model(recon, beta=0.5), images(recon)
+    final = metrics.final_results(vae, KINDS["mlp"], x, np.zeros(N, dtype=np.int64), SEED, eval_samples=0)
+    eps = evaluation_noise([N])  # one evaluation batch
+    elbos = []
+    for b in range(N):
+        mu, std = ref.posterior(vae, x[b])
+        elbos.append(ref.log_p_x_given_z(vae, x[b], mu + std * eps[b]) - ref.kl_to_prior(mu, std))
+    assert final["test_elbo"] == pytest.approx(np.mean(elbos), rel=1e-12)
 
 
 # ---- M2's test losses ------------------------------------------------------------------------------------------------
