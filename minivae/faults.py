@@ -116,6 +116,8 @@ def diverged(err, out, state, config, ckpt):
         "no checkpoint was saved"
     if ckpt is None or state.epoch > ckpt.epoch:
         cause = f"try a lower --lr than {config['lr']}"
+        if config.get("beta", 1.0) > 1.0:  # the KL's weight scales its gradient, and may overflow the loss itself
+            cause += f", or a smaller --beta than {config['beta']:g}"
     else:  # it diverged before finishing an epoch of its own: the weights it started from are suspect
         cause = f"the checkpoint {ckpt.path} may hold damaged weights (check it with python -m minivae.evaluate)"
     return fault(f"{err}; training stopped and {good}; {cause}", code=1)

@@ -27,6 +27,7 @@ if __name__ == "__main__":
     stops.early()  # a stop while the rest loads: one line, exit 130
 
 import argparse
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -147,19 +148,35 @@ def claim_output(args, config, ckpt):
 
 def check_free(out, ckpt, args):
     """A run writes checkpoint.npz, metrics.json and its figures, and never over a file it did not write: a folder
-    holding any of them is refused, unless the run resumes there (they are then its own)."""
-    if ckpt is not None and out.resolve() == ckpt.path.parent.resolve():
+    holding any of them (or a link of that name, even a broken one) is refused. A run resumed in its own folder
+    writes over its own: its checkpoint, its metrics.json (a file, not a folder or a link) and the figures it
+    drew (run_figures.drawn_by_minivae, explorer.written_by_minivae); anything else of those names is refused."""
+    here = ckpt is not None and out.resolve() == ckpt.path.parent.resolve()
+    if here:
+        metrics_file = out / training.METRICS
+        if metrics_file.is_symlink() or (metrics_file.exists() and not metrics_file.is_file()):
+            raise UsageError(f"{metrics_file} is not a file minivae wrote (a folder or a link), and this run would "
+                             f"replace it; move it away, or resume into another folder with --out")
+    else:
+        taken = [name for name in (checkpoint.FILENAME, training.METRICS) if os.path.lexists(out / name)]
+        if taken:
+            held = out / checkpoint.FILENAME
+            hint = f"continue it with --resume {held}" if held.is_file() else "it cannot be resumed (no checkpoint)"
+            raise UsageError(f"{out} already holds a run ({', '.join(taken)}); {hint}, or choose another --out")
+    if args.no_plots:
         return
-    taken = [name for name in (checkpoint.FILENAME, training.METRICS) if (out / name).exists()]
-    if taken:
-        held = out / checkpoint.FILENAME
-        hint = f"continue it with --resume {held}" if held.exists() else "it cannot be resumed (no checkpoint)"
-        raise UsageError(f"{out} already holds a run ({', '.join(taken)}); {hint}, or choose another --out")
-    drawn = (*run_figures.FIGURES, explorer.FILENAME)  # the figures, and the explorer page beside them
-    figures = [] if args.no_plots else [name for name in drawn if (out / name).exists()]
+    figures = [name for name in (*run_figures.FIGURES, explorer.FILENAME) if os.path.lexists(out / name)
+               and not (here and drawn_by_a_run(out / name))]
     if figures:
         raise UsageError(f"{out} holds {', '.join(figures)}, which this run would overwrite; move "
                          f"{'them' if len(figures) > 1 else 'it'} away, pass --no-plots, or choose another --out")
+
+
+def drawn_by_a_run(path):
+    """Whether `path` holds a figure or an explorer page that a run drew, which a run resumed there may draw again."""
+    if path.name == explorer.FILENAME:
+        return not path.is_symlink() and explorer.written_by_minivae(path)
+    return run_figures.drawn_by_minivae(path)
 
 
 def new_run_folder(config):

@@ -41,7 +41,7 @@ from minivae.core.optim_fast import FastAdam
 from minivae.models.vae import count_params
 from minivae.run import data, presets, seeds
 from minivae.run.files import one_line
-from minivae.run.memory import DoesNotFit, is_allocation_failure
+from minivae.run.memory import DoesNotFit, check_step, is_allocation_failure
 
 EPOCH = 60_000  # images in an MNIST epoch
 SETUPS = {  # --model: the preset it benchmarks, and the defaults of the timing loop
@@ -192,6 +192,7 @@ def bench(args):
                                 hidden=[args.hidden] if args.hidden else None)
     batch, latent = config["batch_size"], config["latent"]
     model = presets.build_model(config, rng=np.random.default_rng(0))  # sizes that do not fit: DoesNotFit
+    check_step(model, batch, 0, 784, ("batch_size",))  # a step that could never fit: said before it is killed
     rng = np.random.default_rng(0)
     try:
         x = backend.to_device(rng.random((batch, 784), dtype=np.float32))

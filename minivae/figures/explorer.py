@@ -30,6 +30,7 @@ is a folder or a file minivae did not write, or that cannot be written (run/star
 import base64
 import json
 import math
+import os
 import zlib
 from importlib import resources
 from pathlib import Path
@@ -190,15 +191,17 @@ def summary(config, history, epoch, step, pixels):
     trained = f"{epoch} epoch{'s' * (epoch != 1)}" + (f" and {step} steps" if step else "")
     rows = [["model", model], ["data", f"{config['dataset']}, binarized {config['binarize']}"
                                if config["binarize"] != "none" else config["dataset"]], ["trained", trained]]
-    if history:
-        last = history[-1]
-        bound = "of log p(x|y)" if kind.conditioned and not kind.semi_supervised else "of log p(x)"
+    if not history:
+        return rows + [["test ELBO", "not measured yet (no epoch finished)"]]
+    last = history[-1]  # (checkpoint.load checked that it is an epoch's losses; their names, the page reads here)
+    try:
         elbo = metrics.elbo_of(last["test"], kind, config["recon"], pixels)
-        rows.append(["test ELBO", f"{elbo:.2f} nats {bound}, after epoch {last['epoch']}"])
-        if kind.semi_supervised:
-            rows.append(["test accuracy", f"{last['test']['accuracy']:.2%} (q(y|x)), after epoch {last['epoch']}"])
-    else:
-        rows.append(["test ELBO", "not measured yet (no epoch finished)"])
+    except KeyError:  # an edited history: the page still shows the model
+        return rows + [["test ELBO", f"not in the checkpoint's history of epoch {last['epoch']}"]]
+    bound = "of log p(x|y)" if kind.conditioned and not kind.semi_supervised else "of log p(x)"
+    rows.append(["test ELBO", f"{elbo:.2f} nats {bound}, after epoch {last['epoch']}"])
+    if kind.semi_supervised and "accuracy" in last["test"]:
+        rows.append(["test accuracy", f"{last['test']['accuracy']:.2%} (q(y|x)), after epoch {last['epoch']}"])
     return rows
 
 
@@ -263,14 +266,14 @@ def written_by_minivae(path):
 
 
 def check_target(path):
-    """Raise FolderError (one line) if the page cannot go to `path`: a folder, a folder that does not exist, or a
-    file minivae did not write (left as it is). A page written before is replaced."""
+    """Raise FolderError (one line) if the page cannot go to `path`: a folder, a folder that does not exist, a
+    link (even a broken one) or a file minivae did not write (left as it is). A page written before is replaced."""
     path = Path(path)
     if path.is_dir():
         raise FolderError(f"{path} is a folder; the page needs a file name, such as {path / FILENAME}")
     if not path.parent.is_dir():
         raise FolderError(f"cannot write {path}: the folder {path.parent} does not exist")
-    if path.exists() and not written_by_minivae(path):
+    if os.path.lexists(path) and (path.is_symlink() or not written_by_minivae(path)):
         raise FolderError(f"{path} exists and is not a page minivae wrote, so it is left as it is")
 
 

@@ -134,6 +134,9 @@ def _file(path):
         path = path / FILENAME
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file; check the path (a run folder holds {FILENAME})")
+    if not zipfile.is_zipfile(path):  # (np.load would read a lone .npy array, or a pickle, as something else)
+        raise CheckpointError(f"{path}: not a readable minivae checkpoint (not the zip archive an .npz file is); "
+                              f"it is truncated or damaged")
     return path
 
 
@@ -203,10 +206,15 @@ def _whole(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _check_entries(ckpt):
     """What is wrong with the entries a Checkpoint holds, in words, or None: the parameters and the optimizer's
     arrays must be real floating-point arrays (the optimizer's finite), its step count t a whole number >= 0; the
-    history a list of objects, rng_state and extra objects (or None)."""
+    history a list of epochs' losses; rng_state and extra objects (or None), extra's data folder a path and its
+    dataset fingerprint an object."""
     for name, value in ckpt.params.items():
         if value.dtype.kind != "f":
             return f"its parameter {name!r} is an array of {value.dtype}, not of floating-point numbers"
@@ -219,10 +227,19 @@ def _check_entries(ckpt):
             return f"its optimizer entry {name!r} is an array of {value.dtype}, not of floating-point numbers"
         elif not np.isfinite(value).all():
             return f"its optimizer entry {name!r} holds NaN or infinity"
-    if not isinstance(ckpt.history, list) or not all(isinstance(h, dict) for h in ckpt.history):
+    if not isinstance(ckpt.history, list):
         return "its history is not a list of epochs"
+    for record in ckpt.history:
+        if not (isinstance(record, dict) and _whole(record.get("epoch")) and isinstance(record.get("train"), dict)
+                and isinstance(record.get("test"), dict)
+                and all(_number(v) for part in ("train", "test") for v in record[part].values())):
+            return f"its history entry {record!r:.60} is not an epoch's losses"
     if not isinstance(ckpt.extra, dict):
         return "its extra entry is not an object"
+    if not isinstance(ckpt.extra.get("data_folder"), (str, type(None))):
+        return "its data folder is not a path"
+    if not isinstance(ckpt.extra.get("dataset"), (dict, type(None))):
+        return "its dataset fingerprint is not an object"
     if ckpt.rng_state is not None and not isinstance(ckpt.rng_state, dict):
         return "its generator state is not an object"
     return None

@@ -98,14 +98,18 @@ def make_folders(folder):
             break
         missing.append(parent)
     made = []
-    for parent in reversed(missing):
-        try:
-            parent.mkdir()
-        except FileExistsError:  # made by someone else meanwhile (or a file: the next mkdir says so)
-            continue
-        made.append(parent)
-    if not folder.is_dir():
-        raise NotADirectoryError(20, "Not a directory", str(folder))
+    try:
+        for parent in reversed(missing):
+            try:
+                parent.mkdir()
+            except FileExistsError:  # made by someone else meanwhile (or a file: the next mkdir says so)
+                continue
+            made.append(parent)
+        if not folder.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(folder))
+    except BaseException:  # a name too long, no permission, a stop: the parents made so far go again
+        remove_made(made)
+        raise
     return made
 
 

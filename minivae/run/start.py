@@ -18,7 +18,9 @@ clears only minivae's own temporary files (files.remove_stale) and never touches
 
 import errno
 import os
+import re
 import shlex
+import stat
 import sys
 import time
 from pathlib import Path
@@ -29,7 +31,7 @@ from minivae.core import backend
 from minivae.run import checkpoint, data, files, presets, stops, training
 from minivae.run.feeds import choose_labelled
 from minivae.run.kinds import IMAGE_SIZE, kind_of
-from minivae.run.memory import DoesNotFit, is_allocation_failure
+from minivae.run.memory import DoesNotFit, check_step, is_allocation_failure
 
 try:
     import fcntl
@@ -89,15 +91,29 @@ def check_fits(config):
                          f"decode at once) do not fit in memory ({files.one_line(err)})", ("k", "batch_size")) from None
 
 
+def check_step_fits(config, model):
+    """A training step of `model` must fit in this machine's memory at all (memory.check_step): its rows are the
+    batch, K times for K samples of z, once per class for M2's unlabelled images. Raises DoesNotFit naming the
+    keys to make smaller."""
+    kind = kind_of(config)
+    vae = kind.vae_of(model)
+    k, batch = config.get("k", 1), config["batch_size"]
+    rows = batch * (config["classes"] + 1) if kind.semi_supervised else k * batch
+    keys = ("k", "batch_size") if k > 1 else ("batch_size",)
+    check_step(vae, rows, vae.classes if kind.conditioned else 0, IMAGE_SIZE, keys)
+
+
 def check_same_data(ckpt, now, dataset):
     """A checkpoint resumes only on the data it was trained on: CheckpointError (one line) otherwise. now: the
     dataset's fingerprint (training.fingerprint); a checkpoint of minivae 0.1 holds the older one, which is
-    compared with training.fingerprint_0_1 of the same data."""
+    compared with training.fingerprint_0_1 of the same data, and one of 0.2.0 no hash of the validation images."""
     saved = ckpt.extra.get("dataset")
     if saved is None:
         return
     if "sample_sha256" in saved:
         now = training.fingerprint_0_1(dataset)
+    if "validation_sha256" not in saved:  # saved before the validation images were part of it (0.2.0)
+        now = {key: value for key, value in now.items() if not key.startswith("validation")}
     differs = [key for key in [*now, *(k for k in saved if k not in now)] if saved.get(key) != now.get(key)]
     if not differs:
         return
@@ -113,10 +129,7 @@ def check_same_data(ckpt, now, dataset):
 def recorded_data_folder(ckpt):
     """The folder a checkpoint's run read its data from, if the checkpoint says and it is still there; else None
     (then the usual places are searched: download.py)."""
-    folder = ckpt.extra.get("data_folder")
-    if not isinstance(folder, (str, type(None))):
-        raise checkpoint.CheckpointError(f"{ckpt.path}: its data folder is not a path; it was written by another "
-                                         f"version of minivae, or edited")
+    folder = ckpt.extra.get("data_folder")  # (a str or None: checkpoint.load checked)
     return folder if folder and Path(folder).is_dir() else None
 
 
@@ -152,13 +165,15 @@ def begin(config, dataset, ckpt=None, threads=None):
                                              f"steps; it was written by another version of minivae, or edited")
         try:
             check_fits(config)
+            model, optimizer = restored(ckpt, config, with_optimizer=True)
+            check_step_fits(config, model)
         except DoesNotFit as err:  # its k and batch size are the run's: they cannot change on a resume
             raise checkpoint.CheckpointError(f"{ckpt.path}: {files.one_line(err)}; it cannot be resumed on this "
                                              f"machine") from None
-        model, optimizer = restored(ckpt, config, with_optimizer=True)
     else:
         check_fits(config)
         model = presets.build_model(config)
+        check_step_fits(config, model)
         optimizer = presets.build_optimizer(config, model)
         state = training.RunState()
     state.data_folder, state.dataset_fingerprint = dataset.folder, now
@@ -255,6 +270,9 @@ def claim_folder(out, new=False):
             fd = _lock(out)
         except FolderInUse:
             raise  # (a folder someone else uses is never removed, even when this claim made it)
+        except FolderError:
+            files.remove_made(made)
+            raise
         except OSError as err:
             files.remove_made(made)
             raise FolderError(f"cannot write to the output folder {out} ({files.one_line(err)})") from None
@@ -284,8 +302,18 @@ def _lock(folder):
     """Open and lock folder/LOCK; write this process into it. Returns the file descriptor, or None when the
     file that was locked is no longer the one of that name (a holder removed it as it ended: look again)."""
     path = folder / LOCK
+    not_ours = FolderError(f"{path} is not a lock file minivae wrote (a link, a folder, or someone else's file): "
+                           f"move it away")
     with stops.whole():  # opened and locked at once, or neither
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a link: its target is not ours to write or to remove
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as err:
+            if err.errno in (errno.ELOOP, errno.EISDIR):
+                raise not_ours from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise not_ours
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -302,12 +330,17 @@ def _lock(folder):
         if not same:  # the holder unlinked it between our open and our lock
             os.close(fd)
             return None
+        if not OUR_LOCK.fullmatch(os.pread(fd, 4096, 0)):  # a user's file of that name: left as it is
+            os.close(fd)
+            raise not_ours
         os.ftruncate(fd, 0)
         os.write(fd, f"process {os.getpid()} ({this_program()})\n".encode("utf-8", "backslashreplace"))
     return fd
 
 
 LOCKED = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)  # flock's ways of saying "held by another"
+# What a lock file of minivae's holds: nothing (just made, or its run killed before it wrote), or the line it writes
+OUR_LOCK = re.compile(rb"(process [0-9]+ \(.*\)\n)?", re.DOTALL)
 
 
 def _holder(fd):

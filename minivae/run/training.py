@@ -119,20 +119,23 @@ def _totals(extra):
     return {"sums": dict(zip(("loss", "recon", "kl"), sums[:3])), "examples": sums[3]}
 
 
+HISTORY_LOSSES = {False: {"loss", "recon", "kl"}, True: {"loss", "labelled", "unlabelled", "classification"}}  # M2's
+
+
 def _state_problem(ckpt):
     """What in a checkpoint a RunState cannot continue from, in words, or None: one history entry per finished
     epoch, running sums of numbers, a noise generator state of the kind seeds.py makes (needed mid-epoch), the
-    progress frames as progress.py makes them, the data's folder and fingerprint."""
+    progress frames as progress.py makes them. (What every command reads, the history's entries, the data's folder
+    and fingerprint among them, checkpoint.load has checked.)"""
     def number(value):
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
     if len(ckpt.history) != ckpt.epoch:
         return f"its history holds {len(ckpt.history)} epochs, but it finished {ckpt.epoch}"
+    losses = HISTORY_LOSSES[kind_of(ckpt.config).semi_supervised]  # what finish_epoch records, and the figures read
     for record in ckpt.history:
-        if not (isinstance(record.get("epoch"), int) and isinstance(record.get("train"), dict)
-                and isinstance(record.get("test"), dict)
-                and all(number(v) for part in ("train", "test") for v in record[part].values())):
-            return f"its history entry {record!r:.60} is not an epoch's losses"
+        if not all(losses <= set(record[part]) for part in ("train", "test")):
+            return f"its history entry {record!r:.60} lacks some of the losses {', '.join(sorted(losses))}"
     totals = _totals(ckpt.extra)
     if not (isinstance(totals, dict) and set(totals) <= {"sums", "examples"}
             and isinstance(totals.get("sums", {}), dict) and all(number(v) for v in totals.get("sums", {}).values())
@@ -151,10 +154,6 @@ def _state_problem(ckpt):
         if frames is not None and (frames.dtype != np.uint8 or frames.ndim != 3 or frames.shape[2] != 784
                                    or not 1 <= frames.shape[1] <= count or len(frames) > ckpt.epoch):
             return f"its progress frames of {name} ({frames.dtype} of shape {frames.shape}) are not what a run keeps"
-    if not isinstance(ckpt.extra.get("data_folder"), (str, type(None))):
-        return "its data folder is not a path"
-    if not isinstance(ckpt.extra.get("dataset"), (dict, type(None))):
-        return "its dataset fingerprint is not an object"
     return None
 
 
@@ -175,7 +174,8 @@ def on_disk(path):
 def fingerprint(dataset, config):
     """What a run trains on, so that a resume on other data is refused: the dataset's name and sizes, a hash of
     every training image and, for a model that reads labels (kinds.py), of the training labels and (M2) of which
-    images keep theirs. Hashing the 188 MB of a full training set takes a fraction of a second, once per start."""
+    images keep theirs; with a validation split, a hash of its images (and labels). Hashing the 188 MB of a full
+    training set takes a fraction of a second, once per start."""
     now = {"name": dataset.name, "train": len(dataset.x_train), "test": len(dataset.x_test),
            "images_sha256": _digest(dataset.x_train)}
     kind = kind_of(config)
@@ -184,6 +184,10 @@ def fingerprint(dataset, config):
     if kind.semi_supervised:
         now["labelled_sha256"] = _digest(feeds.choose_labelled(dataset.y_train, config["labels"], config["classes"],
                                                                config["seed"]))
+    if dataset.x_val is not None:  # every epoch's validation loss is measured on them
+        now["validation_sha256"] = _digest(dataset.x_val)
+        if kind.conditioned:
+            now["validation_labels_sha256"] = _digest(dataset.y_val)
     return now
 
 
@@ -195,7 +199,8 @@ def fingerprint_0_1(dataset):
 
 
 FINGERPRINT_PARTS = {"images_sha256": "training images", "labels_sha256": "training labels",
-                     "labelled_sha256": "labelled images", "sample_sha256": "training images"}
+                     "labelled_sha256": "labelled images", "sample_sha256": "training images",
+                     "validation_sha256": "validation images", "validation_labels_sha256": "validation labels"}
 
 
 def _digest(array):

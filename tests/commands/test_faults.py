@@ -33,7 +33,7 @@ from minivae.bench import __main__ as bench
 from minivae.bench import timing
 from minivae.figures import run_figures
 from minivae.models import vae
-from minivae.run import checkpoint, data, download, files, start, stops, training
+from minivae.run import checkpoint, data, download, files, memory, start, stops, training
 
 N_TRAIN, N_TEST, BATCH = 64, 16, 16  # 4 steps per epoch
 COMMANDS = {"train": train.main, "evaluate": evaluate.main, "bench": bench.main, "gradcheck": gradcheck.main,
@@ -366,6 +366,48 @@ def out_holds_a_figure(world):
     (world.out / "samples.png").write_bytes(b"the user's own picture")
 
 
+def in_folder(which, name, make):
+    """Put something of the user's at `name` in the output folder (which="out") or the copied run ("run"):
+    make(path, world) makes it."""
+    def setup(world):
+        folder = getattr(world, which)
+        folder.mkdir(exist_ok=True)
+        make(folder / name, world)
+    return setup
+
+
+def users_file(path, world):
+    path.write_bytes(b"the user's own")
+
+
+def broken_link(path, world):
+    path.symlink_to(world.tmp / "nowhere")
+
+
+def link_to_users_file(path, world):
+    (world.tmp / "precious.txt").write_bytes(b"the user's own")
+    path.symlink_to(world.tmp / "precious.txt")
+
+
+def a_folder(path, world):
+    path.unlink(missing_ok=True)
+    path.mkdir()
+    (path / "notes.txt").write_bytes(b"the user's own")  # (the battery asserts no empty folder is left)
+
+
+def machine_of(kilobytes):
+    """A machine with that much memory (the training step's check reads it; nothing else does)."""
+    def setup(world):
+        world.monkeypatch.setattr(memory, "total_memory", lambda: kilobytes * 2**10)
+    return setup
+
+
+def lone_npy(world):
+    path = world.run / checkpoint.FILENAME
+    with path.open("wb") as f:
+        np.save(f, np.zeros(3))
+
+
 # ---------------------------------------------------------------- the battery
 
 TRAIN = ["train", "--data-dir", "{data}", "--out", "{out}", *SMALL]
@@ -427,11 +469,15 @@ CASES = [
     case("out-holds-metrics-only", TRAIN, 2, "cannot be resumed (no checkpoint)", out_holds("metrics.json")),
     case("out-is-a-file", TRAIN, 2, "cannot write to the output folder", out_is_a_file),
     case("out-unwritable", TRAIN, 2, "cannot write to the output folder", unwritable_out),
+    case("out-name-too-long", [*TRAIN[:4], "{tmp}/new/sub/" + "a" * 300, *TRAIN[5:]], 2,
+         "cannot write to the output folder"),
     # the device
     case("device-gpu-without-cupy", [*TRAIN, "--device", "gpu"], 2, "CuPy"),
     case("backend-variable-without-cupy", TRAIN, 2, "MINIVAE_BACKEND=cupy", no_gpu),
     # faults during training
     case("diverges-in-epoch-1", [*TRAIN, "--lr", "1e30", "--optimizer", "sgd"], 1, "no checkpoint was saved"),
+    case("diverges-under-an-absurd-kl-weight", [*TRAIN, "--beta", "1e308"], 1,
+         "try a lower --lr than 0.001, or a smaller --beta than 1e+308"),
     case("last-update-breaks-weights", [*TRAIN, "--lr", "1e308", "--batch-size", str(N_TRAIN)], 1,
          "the test loss became"),
     case("disk-full-first-save", TRAIN, 2, "No space left on device); free some space; nothing was saved",
@@ -464,6 +510,29 @@ CASES = [
     case("out-in-use", TRAIN, 2, f"the output folder {{out}} is in use by process {os.getpid()}", in_use("out")),
     case("resume-in-use", RESUME, 2, "is in use by process", in_use("run")),
     case("resume-mid-epoch-in-use", [*RESUME[:2], "{mid}", *RESUME[3:]], 2, "is in use by process", in_use("mid")),
+    # a lock file, a figure or metrics.json of that name that minivae did not write: left alone, the run refused
+    case("out-holds-the-users-lock-file", TRAIN, 2, "{out}/.minivae-lock is not a lock file minivae wrote",
+         in_folder("out", ".minivae-lock", users_file)),
+    case("out-holds-a-link-named-like-the-lock", TRAIN, 2, "is not a lock file minivae wrote",
+         in_folder("out", ".minivae-lock", link_to_users_file)),
+    case("out-holds-a-broken-link-named-like-the-lock", TRAIN, 2, "is not a lock file minivae wrote",
+         in_folder("out", ".minivae-lock", broken_link)),
+    case("out-holds-a-folder-named-like-the-lock", TRAIN, 2, "is not a lock file minivae wrote",
+         in_folder("out", ".minivae-lock", a_folder)),
+    case("resume-beside-the-users-lock-file", RESUME, 2, "{run}/.minivae-lock is not a lock file minivae wrote",
+         in_folder("run", ".minivae-lock", users_file)),
+    case("out-holds-a-broken-link-named-like-a-figure", TRAIN[:-1], 2, "samples.png, which this run would overwrite",
+         in_folder("out", "samples.png", broken_link)),
+    case("out-holds-a-broken-link-named-like-the-page", TRAIN[:-1], 2, "explorer.html, which this run would overwrite",
+         in_folder("out", "explorer.html", broken_link)),
+    case("out-holds-a-broken-link-named-like-the-metrics", TRAIN, 2, "already holds a run (metrics.json)",
+         in_folder("out", "metrics.json", broken_link)),
+    case("resume-here-over-the-users-figure", [w for w in RESUME if w != "--no-plots"], 2,
+         "samples.png, which this run would overwrite", in_folder("run", "samples.png", users_file)),
+    case("resume-here-over-a-link-named-like-the-page", [w for w in RESUME if w != "--no-plots"], 2,
+         "explorer.html, which this run would overwrite", in_folder("run", "explorer.html", link_to_users_file)),
+    case("resume-here-with-a-folder-for-metrics", RESUME, 2, "{run}/metrics.json is not a file minivae wrote",
+         in_folder("run", "metrics.json", a_folder)),
     # the data a run trains on (3): labels and the labelled subset are part of it
     case("resume-cvae-on-relabelled-data", [*RESUME[:2], "{cvae}", *RESUME[3:], "--data-dir", "{tmp}/relabelled"], 2,
          "was trained on other data (its training labels differ)", relabelled),
@@ -492,6 +561,17 @@ CASES = [
          set_extra("totals", {"sums": {"loss": "x"}, "examples": 3}, "mid")),
     case("progress-frames-damaged", RESUME, 2, "progress frames of samples", set_entry("array/frames_samples", [1.5])),
     case("data-folder-not-a-path", RESUME, 2, "data folder is not a path", set_extra("data_folder", 7)),
+    case("evaluate-data-folder-not-a-path", EVALUATE, 2, "data folder is not a path", set_extra("data_folder", 7)),
+    case("dataset-fingerprint-not-an-object", RESUME, 2, "{run}/checkpoint.npz: its dataset fingerprint is not an "
+         "object", set_extra("dataset", "x")),
+    case("explore-of-an-edited-history", ["explore", "{run}", "--out", "{tmp}/page.html"], 2,
+         "{run}/checkpoint.npz: its history entry {{}} is not an epoch's losses", set_meta("history", [{}])),
+    case("evaluate-of-a-history-of-text", EVALUATE, 2, "its history entry", set_meta("history", ["x"])),
+    case("resume-of-a-history-without-losses", RESUME, 2, "lacks some of the losses kl, loss, recon",
+         set_meta("history", [{"epoch": 1, "train": {}, "test": {}}])),
+    case("a-lone-array-named-checkpoint-npz", EVALUATE, 2, "{run}/checkpoint.npz: not a readable minivae checkpoint "
+         "(not the zip archive", lone_npy),
+    case("resume-of-a-lone-array", RESUME, 2, "not the zip archive", lone_npy),
     case("iwae-with-a-kl-weight", RESUME, 2, "the IWAE bound has no KL weight",
          edit_config(objective="iwae", beta=0.5)),
     case("cvae-with-k-samples", [*RESUME[:2], "{cvae}", *RESUME[3:]], 2, "trains on the ELBO with one sample",
@@ -554,6 +634,11 @@ CASES = [
          "decode at once) do not fit in memory"),
     case("k-past-memory-names-k", [*TRAIN, "--k", str(10**12)], 2, "; choose a smaller --k or --batch-size"),
     case("resume-k-past-memory", RESUME, 2, "{run}/checkpoint.npz: ", edit_config(k=10**12)),
+    case("step-past-the-machines-memory", TRAIN, 2, "of memory and this machine has 9.5e-07 GiB; choose a "
+         "smaller --batch-size", machine_of(1)),
+    case("k-samples-past-the-machines-memory", [*TRAIN, "--k", "5000"], 2, "choose a smaller --k or --batch-size",
+         machine_of(64 * 1024)),
+    case("resume-on-a-machine-too-small", RESUME, 2, "it cannot be resumed on this machine", machine_of(1)),
     # a download that fails leaves no folder behind (10)
     case("offline-without-data", [w for w in TRAIN if w not in ("--data-dir", "{data}")], 2, "could not download",
          refused_mirrors),
@@ -576,7 +661,7 @@ def run_case(argv, world, capsys):
 def assert_ends_cleanly(code, err, expected_code, phrase, folder):
     """The exit code, the phrase in one line, no traceback, no temporary file, no empty folder."""
     assert code == expected_code, err
-    assert "Traceback" not in err, err
+    assert "Traceback" not in err and "Warning" not in err, err
     said = [line for line in err.splitlines() if "error:" in line or line.startswith("interrupted")]
     assert len(said) == 1 and phrase in said[0], err
     if code == 130:
@@ -993,6 +1078,32 @@ def test_files_minivae_did_not_write_survive_a_run_a_stop_a_resume_and_a_demo(ti
     assert process.wait(timeout=120) == 0, process.communicate()[1]
     assert users_files_intact(demo) and not (demo / OURS).exists()
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(files.TEMP_PREFIX) or p.name == start.LOCK]
+
+
+def test_a_lock_file_of_the_users_and_the_file_a_link_of_that_name_points_to_are_left_as_they_are(tiny, tmp_path,
+                                                                                                     capsys):
+    (tmp_path / "precious.txt").write_bytes(b"the user's own")
+    for name, make in (("plain", lambda lock: lock.write_bytes(b"the user's own")),
+                       ("link", lambda lock: lock.symlink_to(tmp_path / "precious.txt")),
+                       ("broken-link", lambda lock: lock.symlink_to(tmp_path / "not-yet"))):
+        out = tmp_path / name
+        out.mkdir()
+        lock = out / start.LOCK
+        make(lock)
+        assert train.main(["--data-dir", str(tiny), "--out", str(out), *SMALL]) == 2
+        assert lock.is_symlink() if name != "plain" else lock.read_bytes() == b"the user's own"  # still there
+    assert (tmp_path / "precious.txt").read_bytes() == b"the user's own" and not (tmp_path / "not-yet").exists()
+
+
+def test_a_run_resumed_in_its_own_folder_draws_its_own_figures_again(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    with_figures = [w for w in SMALL if w != "--no-plots"]
+    assert train.main(["--data-dir", str(tiny), "--out", str(out), "--epochs", "1", *with_figures]) == 0
+    drawn = {name: (out / name).stat().st_mtime_ns for name in (*run_figures.FIGURES, "explorer.html")
+             if (out / name).exists()}
+    assert "samples.png" in drawn and "explorer.html" in drawn
+    assert train.main(["--resume", str(out), "--epochs", "2", "--eval-samples", "2"]) == 0
+    assert all((out / name).stat().st_mtime_ns > when for name, when in drawn.items())
 
 
 def test_a_run_that_fails_in_a_folder_it_did_not_make_leaves_the_folder_and_its_files(tiny, tmp_path, capsys):

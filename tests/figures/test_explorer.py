@@ -292,6 +292,13 @@ def test_the_summary_of_a_run_with_no_finished_epoch_says_so():
     assert rows["test ELBO"] == "not measured yet (no epoch finished)"
 
 
+def test_the_summary_of_an_edited_history_without_its_losses_still_shows_the_model():
+    rows = dict(explorer.summary(presets.config_for("m2"), [{"epoch": 1, "train": {}, "test": {}}], epoch=1, step=0,
+                                 pixels=784))
+    assert rows["test ELBO"] == "not in the checkpoint's history of epoch 1" and "test accuracy" not in rows
+    assert rows["model"].startswith("m2 preset")
+
+
 # ---- the page's data -----------------------------------------------------------------------------------------
 
 

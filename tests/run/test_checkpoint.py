@@ -14,6 +14,7 @@ from minivae.run import checkpoint, presets
 from minivae.run.checkpoint import CheckpointError
 
 CONFIG = presets.config_for("default", hidden=[16], latent=3)
+HISTORY = [{"epoch": 1, "train": {"loss": 210.5}, "test": {"loss": 208.25, "recon": 190.0, "kl": 18.25}}]
 on_device, on_host = backend.to_device, backend.to_numpy
 
 
@@ -33,7 +34,7 @@ def trained(seed=0):
 
 
 def save(path, model, opt, **kwargs):
-    return checkpoint.save(path, model, opt, CONFIG, epoch=2, step=5, history=[{"epoch": 1}], **kwargs)
+    return checkpoint.save(path, model, opt, CONFIG, epoch=2, step=5, history=HISTORY, **kwargs)
 
 
 def one_line_naming(err, path):
@@ -48,7 +49,7 @@ def test_round_trip_keeps_parameters_optimizer_state_and_metadata(tmp_path):
     path = save(tmp_path / "c.npz", model, opt, rng_state=noise.bit_generator.state, extra={"sums": [1.5, 2]},
                 arrays={"frames": np.arange(6, dtype=np.uint8)})
     ckpt = checkpoint.load(path)
-    assert (ckpt.config, ckpt.epoch, ckpt.step, ckpt.history) == (CONFIG, 2, 5, [{"epoch": 1}])
+    assert (ckpt.config, ckpt.epoch, ckpt.step, ckpt.history) == (CONFIG, 2, 5, HISTORY)
     assert ckpt.extra == {"sums": [1.5, 2]}
     assert np.array_equal(ckpt.arrays["frames"], np.arange(6))
     assert ckpt.params.keys() == model.params.keys()

@@ -80,6 +80,12 @@ def test_make_folders_says_which_it_made_and_remove_made_keeps_one_that_holds_a_
     assert not (tmp_path / "a" / "b").exists() and (tmp_path / "a" / "note").exists()
 
 
+def test_make_folders_that_fails_part_way_removes_the_parents_it_made(tmp_path):
+    with pytest.raises(OSError):
+        files.make_folders(tmp_path / "a" / "b" / ("c" * 300))  # a name past every file system's limit
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------- the data a run trains on
 
 
@@ -105,6 +111,33 @@ def test_one_changed_pixel_anywhere_changes_the_fingerprint(tmp_path):
     before = training.fingerprint(dataset, presets.config_for())
     dataset.x_train[150, 400] += 1 / 255  # not one of the images the 0.1 fingerprint sampled (every 97th)
     assert training.fingerprint(dataset, presets.config_for())["images_sha256"] != before["images_sha256"]
+
+
+@pytest.mark.parametrize("preset, covers", [("default", {"validation_sha256"}),
+                                            ("cvae", {"validation_sha256", "validation_labels_sha256"})])
+def test_with_a_validation_split_the_fingerprint_covers_its_images_and_labels(preset, covers, tmp_path):
+    folder = write_dataset(tmp_path / "data", n_train=64, n_test=16)
+    dataset = data.load("mnist", folder, validation=0.25)
+    config = presets.config_for(preset, validation=0.25)
+    now = training.fingerprint(dataset, config)
+    assert covers <= set(now)
+    changed = data.load("mnist", folder, validation=0.25)
+    changed.x_val[-1, 0] += 1 / 255  # the last validation image
+    changed.y_val = np.roll(changed.y_val, 1)
+    differs = {key for key, value in training.fingerprint(changed, config).items() if now[key] != value}
+    assert differs == covers
+
+
+def test_a_checkpoint_saved_before_the_validation_hash_still_resumes_on_its_data(tmp_path):
+    dataset = data.load("mnist", write_dataset(tmp_path / "data", n_train=64, n_test=16), validation=0.25)
+    config = presets.config_for("default", hidden=[8], latent=2, batch_size=16, epochs=1, validation=0.25)
+    config, model, optimizer, state = start.begin(config, dataset)
+    state.dataset_fingerprint = {k: v for k, v in state.dataset_fingerprint.items() if not k.startswith("validation")}
+    training.save_checkpoint(Path(tmp_path / "c.npz"), model, optimizer, config, state)
+    start.begin(config, dataset, checkpoint.load(tmp_path / "c.npz"))  # no CheckpointError
+    dataset.x_train[0, 0] += 1 / 255
+    with pytest.raises(checkpoint.CheckpointError, match="its training images differ"):
+        start.begin(config, dataset, checkpoint.load(tmp_path / "c.npz"))
 
 
 def test_a_checkpoint_of_0_1_resumes_on_its_data_and_is_refused_on_other_images(tmp_path):
