@@ -8,8 +8,8 @@
 
 The setup is the preset keras-conv-2d (minivae/run/presets.py, minivae/models/convnet.py): four 3x3 convolutions (32, 64
 stride 2, 64, 64), dense 32, latent 2; the decoder mirrors it with a transposed convolution; binary
-cross-entropy on probabilities, Adam, batch 16. A convnet in NumPy is slow (each image costs ~100x what the
-MLPs of demos 000-002 cost), so by default this trains on a random subset of the training images and
+cross-entropy on probabilities, Adam, batch 16. A convnet in NumPy is slow (an epoch takes about 55 times the
+default MLP's: docs/speed.md's epoch times), so by default this trains on a random subset of the training images and
 evaluates on the first 2,000 test images; --full uses them all. Figures, in runs/demo-003_conv_vae/ (or --out):
 
     manifold.png          15 x 15 images decoded over z = norm.ppf(linspace(0.05, 0.95, 15)) in each coordinate
@@ -39,7 +39,7 @@ dataset.x_test, dataset.y_test = dataset.x_test[:n_test], dataset.y_test[:n_test
 print(f"using {len(dataset.x_train):,} training images (a random subset unless --full) and the first "
       f"{len(dataset.x_test):,} test images")
 
-# %% Two things this model does differently from the tutorial's code (convvae.py explains both)
+# %% Two things this model does differently from the tutorial's code (models/convnet.py explains both)
 # 1. The KL weight. The tutorial's loss is  mean over pixels of BCE - 5e-4 * mean over units of (1 + logvar -
 #    mu^2 - exp(logvar)). Multiplied by 784 pixels that is  recon + beta * KL  with beta = 784 * 5e-4 * 2 / 2 =
 #    0.392: a VAE whose KL counts for less than the ELBO says. Adam does not care about the overall factor

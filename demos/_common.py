@@ -3,7 +3,7 @@
 Kept small on purpose, so that each demo still reads top to bottom on its own. The options:
 
     --dataset {mnist,fashion-mnist}   default mnist, like the tutorials
-    --data-dir DIR                    where the IDX files are (else the usual places, then a download: run/data.py)
+    --data-dir DIR                    where the IDX files are (else the usual places, then a download: run/download.py)
     --out DIR                         default runs/demo-<name>
     --full                            the tutorial's full length
     --quick                           seconds, on data.tiny_dataset (synthetic strokes and blobs): no files needed
@@ -41,12 +41,13 @@ QUICK_TRAIN, QUICK_TEST = 256, 128  # --quick: the size of the synthetic dataset
 def parser(name, doc):
     """The options every demo takes; a demo adds its own before calling parse()."""
     doc = doc or name  # (no docstring under python -OO)
-    p = argparse.ArgumentParser(description=doc.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(doc.splitlines()[1:]))
+    p = cli.Parser(description=doc.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                   epilog="\n".join(doc.splitlines()[1:]))
     p.add_argument("--dataset", choices=data.DATASETS, default="mnist", help="default mnist")
-    p.add_argument("--data-dir", help="folder with the four IDX files (minivae/run/download.py says where else it "
-                                      "looks)")
-    p.add_argument("--out", default=f"runs/demo-{name}", help=f"output folder (default runs/demo-{name})")
+    p.add_argument("--data-dir", type=cli.path, help="folder with the four IDX files (minivae/run/download.py says "
+                                                      "where else it looks)")
+    p.add_argument("--out", type=cli.path, default=f"runs/demo-{name}",
+                   help=f"output folder (default runs/demo-{name})")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--full", action="store_true", help="train as long as the tutorial did")
     length.add_argument("--quick", action="store_true", help="a few seconds on a tiny synthetic dataset (for CI)")

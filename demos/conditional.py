@@ -4,10 +4,10 @@
     python demos/conditional.py --dataset fashion-mnist --data-dir /path/to/fashion-mnist --draw Sneaker
     python demos/conditional.py --quick                    # seconds, on a tiny synthetic dataset
 
-The setup is the preset cvae (minivae/models/vae.py): the one-hot class is joined to the encoder's input, q(z|x,y),
-and to the decoder's, p(x|z,y); 784+10 -> 500 -> 20 and 20+10 -> 500 -> 784, Bernoulli decoder, Adam, batch
-100. Told the class, the decoder leaves z to hold everything else: the style. Figures, in
-runs/demo-conditional/ (or --out):
+The setup is the preset cvae (minivae/run/presets.py; the model is minivae/models/vae.py's VAE with classes): the
+one-hot class is joined to the encoder's input, q(z|x,y), and to the decoder's, p(x|z,y); 784+10 -> 500 -> 20 and
+20+10 -> 500 -> 784, Bernoulli decoder, Adam, batch 100. Told the class, the decoder leaves z to hold everything
+else: the style. Figures, in runs/demo-conditional/ (or --out):
 
     draw.png              ten samples of the class asked for with --draw: z ~ N(0, I) decoded with that class
     class_grid.png        one row per class, one column per z: the same z (one style) down every column

@@ -19,8 +19,6 @@ from minivae.run import stops
 if "ipykernel" not in sys.modules:  # (a notebook kernel handles Ctrl-C itself)
     stops.early()  # a stop while the rest loads: one line, exit 130
 
-import argparse
-
 import numpy as np
 
 from minivae import cli
@@ -29,7 +27,7 @@ from minivae.core.optim import Adam
 from minivae.models.vae import mlp_vae
 from minivae.run import data
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser = cli.Parser(description=__doc__.splitlines()[0])
 parser.add_argument("--hidden", type=cli.positive_int, default=16)
 parser.add_argument("--latent", type=cli.positive_int, default=2)
 parser.add_argument("--batch", type=cli.positive_int, default=4)

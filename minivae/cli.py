@@ -25,6 +25,21 @@ class UsageError(Exception):
     """A mistake in how a command was called (the message is one line saying what to do)."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose mistakes are one line like every other mistake, exit 2: 'error: argument --lr:
+    must be more than 0, got -1 (python -m minivae.train --help lists the options)', not its usage block."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} ({self.prog} --help lists the options)\n")
+
+
+def path(text):
+    """An argparse type: a path, which an empty word is not (it would name the current folder without saying so)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names nothing; give a file or folder")
+    return text
+
+
 def _number(kind, low, low_ok, what):
     """An argparse type: `kind(text)`, checked to be > low (or >= low when low_ok), and finite."""
     def parse(text):
@@ -56,9 +71,9 @@ def fraction(text):
 
 def add_checkpoint_arguments(parser):
     """The checkpoint a command reads (a file, or the run folder holding it) and --data-dir for its test images."""
-    parser.add_argument("checkpoint", help="a checkpoint.npz, or the run folder that holds one")
-    parser.add_argument("--data-dir", help="folder with the dataset's test files (default: where the run found "
-                                           "its data, else the usual places; see minivae/run/download.py)")
+    parser.add_argument("checkpoint", type=path, help="a checkpoint.npz, or the run folder that holds one")
+    parser.add_argument("--data-dir", type=path, help="folder with the dataset's test files (default: where the run "
+                                                      "found its data, else the usual places; see run/download.py)")
 
 
 def add_device_option(parser):

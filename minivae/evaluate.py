@@ -13,7 +13,6 @@ from minivae.run import stops
 if __name__ == "__main__":
     stops.early()  # a stop while the rest loads: one line, exit 130
 
-import argparse
 import sys
 
 from minivae import cli
@@ -39,8 +38,8 @@ def evaluate_checkpoint(path, data_dir=None, eval_samples=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m minivae.evaluate",
-                                     description="Test ELBO and importance-weighted log-likelihood of a checkpoint.")
+    parser = cli.Parser(prog="python -m minivae.evaluate",
+                        description="Test ELBO and importance-weighted log-likelihood of a checkpoint.")
     cli.add_checkpoint_arguments(parser)
     parser.add_argument("--eval-samples", type=cli.non_negative_int, metavar="K",
                         help="importance samples per image for the log-likelihood; 0 skips it "

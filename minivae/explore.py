@@ -15,7 +15,6 @@ from minivae.run import stops
 if __name__ == "__main__":
     stops.early()  # a stop while the rest loads: one line, exit 130
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -54,11 +53,11 @@ def explore_checkpoint(path, out=None, data_dir=None, points=explorer.POINTS):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m minivae.explore",
-                                     description="Write a trained model's explorer page: one HTML file that moves "
-                                                 "through its latent space in the browser.")
+    parser = cli.Parser(prog="python -m minivae.explore",
+                        description="Write a trained model's explorer page: one HTML file that moves through its "
+                                    "latent space in the browser.")
     cli.add_checkpoint_arguments(parser)
-    parser.add_argument("--out", metavar="FILE.html",
+    parser.add_argument("--out", type=cli.path, metavar="FILE.html",
                         help=f"where to write the page (default: {explorer.FILENAME} beside the checkpoint)")
     parser.add_argument("--points", type=cli.positive_int, default=explorer.POINTS, metavar="N",
                         help=f"test images shown as dots on the latent plane (default {explorer.POINTS}: each adds "

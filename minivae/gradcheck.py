@@ -8,7 +8,6 @@ from minivae.run import stops
 if __name__ == "__main__":
     stops.early()  # a stop while the rest loads: one line, exit 130
 
-import argparse
 import sys
 import time
 
@@ -55,8 +54,8 @@ def check_all(args):
 
 def main(argv=None):
     """Entry point of `python -m minivae.gradcheck`: exit 0 when every row passes, 1 when one fails."""
-    parser = argparse.ArgumentParser(prog="python -m minivae.gradcheck",
-                                     description="Check every hand-written gradient against finite differences.")
+    parser = cli.Parser(prog="python -m minivae.gradcheck",
+                        description="Check every hand-written gradient against finite differences.")
     cli.add_device_option(parser)
     parser.add_argument("--only", metavar="TEXT", help="check only the rows whose group or name contains TEXT "
                                                        "(any case), e.g. --only relu")

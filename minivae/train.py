@@ -57,11 +57,12 @@ MLP_ONLY = ("hidden", "activation")  # options the convnet has no use for
 
 def build_parser():
     default = presets.DEFAULT
-    p = argparse.ArgumentParser(prog="python -m minivae.train", description=__doc__.split("\n\n")[0],
-                                epilog="Options not given take the preset's value (presets.py); the defaults "
-                                       "shown are the default preset's.")
+    p = cli.Parser(prog="python -m minivae.train", description=__doc__.split("\n\n")[0],
+                   epilog="Options not given take the preset's value (presets.py); the defaults shown are the "
+                          "default preset's.")
     p.add_argument("--dataset", choices=data.DATASETS, help=f"default {default['dataset']}")
-    p.add_argument("--data-dir", help="folder with the four IDX files (else MINIVAE_DATA_DIR, the cache, download)")
+    p.add_argument("--data-dir", type=cli.path,
+                   help="folder with the four IDX files (else MINIVAE_DATA_DIR, the cache, download)")
     p.add_argument("--preset", choices=tuple(presets.PRESETS), help="default 'default' (784-400-20, Adam 1e-3)")
     p.add_argument("--hidden", type=cli.positive_int, nargs="+", metavar="N",
                    help=f"encoder hidden sizes, e.g. 512 256 (default {' '.join(map(str, default['hidden']))})")
@@ -89,8 +90,9 @@ def build_parser():
                    help="m2 preset: how many training images keep their label, N / 10 of each class (default 100)")
     cli.add_device_option(p)
     cli.add_threads_option(p)
-    p.add_argument("--out", help="output folder (default: a new runs/<time>-<preset>-<dataset>)")
-    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (or the run folder holding it)")
+    p.add_argument("--out", type=cli.path, help="output folder (default: a new runs/<time>-<preset>-<dataset>)")
+    p.add_argument("--resume", type=cli.path, metavar="CKPT",
+                   help="continue from a checkpoint (or the run folder holding it)")
     p.add_argument("--eval-samples", type=cli.non_negative_int, metavar="K",
                    help="importance samples for the final log-likelihood; 0 skips it (default 100; 10 for conv)")
     p.add_argument("--no-plots", action="store_true", help="write no figures")
@@ -149,14 +151,15 @@ def claim_output(args, config, ckpt):
 def check_free(out, ckpt, args):
     """A run writes checkpoint.npz, metrics.json and its figures, and never over a file it did not write: a folder
     holding any of them (or a link of that name, even a broken one) is refused. A run resumed in its own folder
-    writes over its own: its checkpoint, its metrics.json (a file, not a folder or a link) and the figures it
+    writes over its own: its checkpoint and metrics.json (files, not folders or links) and the figures it
     drew (run_figures.drawn_by_minivae, explorer.written_by_minivae); anything else of those names is refused."""
     here = ckpt is not None and out.resolve() == ckpt.path.parent.resolve()
     if here:
-        metrics_file = out / training.METRICS
-        if metrics_file.is_symlink() or (metrics_file.exists() and not metrics_file.is_file()):
-            raise UsageError(f"{metrics_file} is not a file minivae wrote (a folder or a link), and this run would "
-                             f"replace it; move it away, or resume into another folder with --out")
+        for name in (checkpoint.FILENAME, training.METRICS):
+            held = out / name
+            if held.is_symlink() or (held.exists() and not held.is_file()):
+                raise UsageError(f"{held} is not a file minivae wrote (a folder or a link), and this run would "
+                                 f"replace it; move it away, or resume into another folder with --out")
     else:
         taken = [name for name in (checkpoint.FILENAME, training.METRICS) if os.path.lexists(out / name)]
         if taken:
@@ -175,7 +178,7 @@ def check_free(out, ckpt, args):
 def drawn_by_a_run(path):
     """Whether `path` holds a figure or an explorer page that a run drew, which a run resumed there may draw again."""
     if path.name == explorer.FILENAME:
-        return not path.is_symlink() and explorer.written_by_minivae(path)
+        return explorer.written_by_minivae(path)
     return run_figures.drawn_by_minivae(path)
 
 
@@ -208,7 +211,7 @@ def train_command(args):
                                                     threads=args.threads))
     ckpt = checkpoint.load(args.resume, presets.config_problem) if args.resume else None
     config = run_config(args, ckpt)
-    data_dir = args.data_dir or (start.recorded_data_folder(ckpt) if ckpt else None)
+    data_dir = args.data_dir or (start.recorded_data_folder(ckpt, data.FILES) if ckpt else None)
     dataset = data.load(config["dataset"], data_dir, binarize=config["binarize"], seed=config["seed"],
                         validation=config["validation"])
     config, model, optimizer, state = start.begin(config, dataset, ckpt, threads=args.threads)

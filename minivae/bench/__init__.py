@@ -4,6 +4,7 @@ model in PyTorch, for the comparison only). `python -m minivae.bench` runs it.
 explorer_fps.py measures how fast the explorer page redraws in a headless browser (browser.py starts it:
 `python -m minivae.bench.explorer_fps`).
 
-Uses: core/, models/, run/ and figures/ (the explorer page). The only place outside the tests where PyTorch may be
-imported (torch_twin.py, and kernel_split.py for its profiler), and selenium (browser.py).
+Uses: core/, models/, run/, figures/ (the explorer page), and the commands' cli.py and explore.py (to time what a
+user runs). The only place outside the tests where PyTorch may be imported (torch_twin.py, timing.py for its
+threads and CUDA, kernel_split.py for its profiler), and selenium (browser.py).
 """

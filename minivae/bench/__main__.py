@@ -13,7 +13,6 @@ from minivae.run import stops
 if __name__ == "__main__":
     stops.early()  # a stop while the rest loads: one line, exit 130
 
-import argparse
 import sys
 
 from minivae import cli
@@ -22,7 +21,7 @@ from minivae.core import backend, threads
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m minivae.bench", description=__doc__.splitlines()[0])
+    parser = cli.Parser(prog="python -m minivae.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=tuple(timing.SETUPS), default="mlp",
                         help="mlp: the default 784-400-20 VAE; conv: tutorial 003's convnet VAE (keras-conv-2d)")
     parser.add_argument("--against", choices=("torch",), help="also time the same model in PyTorch, alternating")
@@ -36,8 +35,9 @@ def build_parser():
                         "400 for conv; the epoch's time is projected from them)")
     parser.add_argument("--epoch-repeats", type=cli.positive_int, help="epoch timing rounds (default 3 mlp, 5 conv)")
     parser.add_argument("--layers", action="store_true", help="also time each layer's forward and backward")
-    parser.add_argument("--data-dir", help="time epochs on Fashion-MNIST's training images from this folder "
-                        "(default: random images of the same size)")
+    parser.add_argument("--data-dir", type=cli.path,
+                        help="time epochs on Fashion-MNIST's training images from this folder (default: random images "
+                             "of the same size)")
     cli.add_device_option(parser)
     return parser
 

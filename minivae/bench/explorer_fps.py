@@ -20,7 +20,6 @@ docs/explorer.md has what it measured. It needs Chromium, chromedriver and selen
 install them).
 """
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -118,10 +117,10 @@ def report(title, page, fps, work, difference):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m minivae.bench.explorer_fps", description=__doc__.splitlines()[0])
+    parser = cli.Parser(prog="python -m minivae.bench.explorer_fps", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="*", help="checkpoints or run folders (default: the default preset's "
                         "model and the convnet, with fresh weights)")
-    parser.add_argument("--data-dir", help="folder with the test files of the checkpoints' dataset")
+    parser.add_argument("--data-dir", type=cli.path, help="folder with the test files of the checkpoints' dataset")
     parser.add_argument("--frames", type=cli.positive_int, default=300, help="frames per model (default 300)")
     return parser
 

@@ -257,7 +257,11 @@ def render(data):
 
 
 def written_by_minivae(path):
-    """Whether the file at `path` is a page this module wrote (its <meta name="generator"> says so)."""
+    """Whether the file at `path` is a page this module wrote (its <meta name="generator"> says so). A link, a
+    folder or a pipe is not (and is never opened: a pipe would wait for a writer)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
     try:
         with open(path, "rb") as f:
             return f'content="{GENERATOR}"'.encode() in f.read(2048)
@@ -273,7 +277,7 @@ def check_target(path):
         raise FolderError(f"{path} is a folder; the page needs a file name, such as {path / FILENAME}")
     if not path.parent.is_dir():
         raise FolderError(f"cannot write {path}: the folder {path.parent} does not exist")
-    if os.path.lexists(path) and (path.is_symlink() or not written_by_minivae(path)):
+    if os.path.lexists(path) and not written_by_minivae(path):
         raise FolderError(f"{path} exists and is not a page minivae wrote, so it is left as it is")
 
 

@@ -50,14 +50,14 @@ FIGURES = ("reconstructions.png", "samples.png", "loss_curves.png", "latent_scat
 def drawn_by_minivae(path):
     """Whether the file at `path` may be a figure write_figures drew, so that a run resumed in its folder may draw
     it again: a PNG that Matplotlib wrote (its Software text chunk names it) or a GIF (Pillow's GIF writer names
-    no one). A link, a folder or any other file is not: it is left as it is."""
+    no one, so any GIF passes). A link, a folder, a pipe or any other file is not: it is left as it is."""
     path = Path(path)
     if path.is_symlink() or not path.is_file():
         return False
     with open(path, "rb") as f:
         head = f.read(4096)
     if path.suffix == ".png":
-        return head.startswith(b"\x89PNG\r\n\x1a\n") and b"Matplotlib" in head
+        return head.startswith(b"\x89PNG\r\n\x1a\n") and b"tEXtSoftware\x00Matplotlib" in head
     return path.suffix == ".gif" and head.startswith(b"GIF89a")
 
 

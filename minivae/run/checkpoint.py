@@ -90,7 +90,9 @@ def load(path, config_problem=None):
         entries = _read_entries(path)
     except CheckpointError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # np.load's "not this"
+    # np.load's ways of saying "not this"; RuntimeError: zipfile's for an encrypted member (and, a subclass,
+    # NotImplementedError for a compression it lacks)
+    except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error) as err:
         raise CheckpointError(f"{damaged} ({one_line(err)}); it is truncated or damaged") from None
     try:
         meta = _meta(path, entries)
@@ -122,7 +124,7 @@ def position(path):
             meta = _meta(path, {"format": npz["format"], "meta": npz["meta"]})
     except CheckpointError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, TypeError, RecursionError, zipfile.BadZipFile, zlib.error) as err:
+    except (OSError, ValueError, EOFError, KeyError, TypeError, RuntimeError, zipfile.BadZipFile, zlib.error) as err:
         raise CheckpointError(f"{path}: not a readable minivae checkpoint ({one_line(err)})") from None
     return meta["epoch"], meta["step"]
 
@@ -206,15 +208,22 @@ def _whole(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_number(value):
+    """Whether `value` (read from JSON) is a number a run could have written: an int or float that is a finite
+    float (not NaN, not infinite, not an integer too large for a float), and not a bool."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int past 1.8e308
+        return False
 
 
 def _check_entries(ckpt):
     """What is wrong with the entries a Checkpoint holds, in words, or None: the parameters and the optimizer's
     arrays must be real floating-point arrays (the optimizer's finite), its step count t a whole number >= 0; the
-    history a list of epochs' losses; rng_state and extra objects (or None), extra's data folder a path and its
-    dataset fingerprint an object."""
+    history the losses of epochs 1, 2, ... in order, finite numbers; rng_state and extra objects (or None),
+    extra's data folder a path and its dataset fingerprint an object."""
     for name, value in ckpt.params.items():
         if value.dtype.kind != "f":
             return f"its parameter {name!r} is an array of {value.dtype}, not of floating-point numbers"
@@ -229,10 +238,10 @@ def _check_entries(ckpt):
             return f"its optimizer entry {name!r} holds NaN or infinity"
     if not isinstance(ckpt.history, list):
         return "its history is not a list of epochs"
-    for record in ckpt.history:
-        if not (isinstance(record, dict) and _whole(record.get("epoch")) and isinstance(record.get("train"), dict)
+    for epoch, record in enumerate(ckpt.history, start=1):
+        if not (isinstance(record, dict) and record.get("epoch") == epoch and isinstance(record.get("train"), dict)
                 and isinstance(record.get("test"), dict)
-                and all(_number(v) for part in ("train", "test") for v in record[part].values())):
+                and all(is_number(v) for part in ("train", "test") for v in record[part].values())):
             return f"its history entry {record!r:.60} is not an epoch's losses"
     if not isinstance(ckpt.extra, dict):
         return "its extra entry is not an object"

@@ -48,7 +48,10 @@ def atomic_path(path):
             os.fsync(f.fileno())  # the bytes are on the disk before the name points at them
         with stops.whole():
             os.chmod(tmp, 0o644)  # mkstemp makes the file private; ours are ordinary files
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as err:  # (a folder of that name, say): the error names the file, not our temporary one
+                raise type(err)(err.errno, err.strerror, str(path)) from None
             _sync_folder(path.parent)
     finally:
         with stops.whole():

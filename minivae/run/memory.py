@@ -66,18 +66,23 @@ def bytes_per_row(vae, classes, image_size, small=2, large=6):
             tracemalloc.stop()
 
 
+# bytes_per_row overstates a full batch's step, by less than this for each kind of model (docs/faults.md has the
+# measurement): a step is refused when even the estimate divided by it is more than the machine has.
+OVERSTATED = 2
+
+
 def check_step(vae, rows, classes, image_size, keys):
-    """Raise DoesNotFit (naming `keys`) when a training step on `rows` images (K * batch for K samples) would need
-    more memory than the machine has at all: rows times bytes_per_row, which overstates what a full
-    batch's step needs (docs/faults.md has the measurement), so that only what could never fit is refused. On
-    Linux an array too large is granted and fails only when written, killing the process mid-step without a
-    word; this says so before training. NumPy only: CuPy's allocator refuses at once."""
+    """Raise DoesNotFit (naming `keys`) when a training step on `rows` images (K * batch for K samples) could never
+    fit in the machine's memory: rows times bytes_per_row, divided by OVERSTATED, is more than it has. On Linux an
+    array too large is granted and fails only when written, killing the process mid-step without a word; this
+    says so before training. (A step between that bound and the memory that is free can still be killed.) NumPy
+    only: CuPy's allocator refuses at once."""
     total = None if backend.is_gpu() else total_memory()
     if total is None:
         return
-    needed = bytes_per_row(vae, classes, image_size) * rows
+    needed = bytes_per_row(vae, classes, image_size) * rows / OVERSTATED
     if needed > total:
-        raise DoesNotFit(f"a training step on {rows:,} rows of images needs about {_gib(needed)} of memory and "
+        raise DoesNotFit(f"a training step on {rows:,} rows of images needs at least {_gib(needed)} of memory and "
                          f"this machine has {_gib(total)}", keys)
 
 

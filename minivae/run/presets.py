@@ -17,6 +17,7 @@ from minivae.core.losses import RECONSTRUCTIONS
 from minivae.core.optim_fast import OPTIMIZERS
 from minivae.models import iwae
 from minivae.run import seeds
+from minivae.run.checkpoint import is_number
 from minivae.run.data import BINARIZE, DATASETS
 from minivae.run.files import one_line
 from minivae.run.kinds import IMAGE_SIZE, KINDS, kind_of
@@ -129,8 +130,7 @@ def config_problem(config, params=None):
     def sizes(value):
         return isinstance(value, list) and all(whole(size, 1) for size in value)
 
-    def number(value):
-        return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value  # not NaN
+    number = is_number  # finite: an edited 1e400 or NaN is refused here, not met later as an overflow
 
     config = complete(config)  # a run from before objective and k existed is fine
     missing = [key for key in (*DEFAULT, "preset") if key not in config]

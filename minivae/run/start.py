@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from minivae.core import backend
-from minivae.run import checkpoint, data, files, presets, stops, training
+from minivae.run import checkpoint, data, download, files, presets, stops, training
 from minivae.run.feeds import choose_labelled
 from minivae.run.kinds import IMAGE_SIZE, kind_of
 from minivae.run.memory import DoesNotFit, check_step, is_allocation_failure
@@ -106,13 +106,14 @@ def check_step_fits(config, model):
 def check_same_data(ckpt, now, dataset):
     """A checkpoint resumes only on the data it was trained on: CheckpointError (one line) otherwise. now: the
     dataset's fingerprint (training.fingerprint); a checkpoint of minivae 0.1 holds the older one, which is
-    compared with training.fingerprint_0_1 of the same data, and one of 0.2.0 no hash of the validation images."""
+    compared with training.fingerprint_0_1 of the same data, and one written before 0.2.1 no hash of the
+    validation images."""
     saved = ckpt.extra.get("dataset")
     if saved is None:
         return
     if "sample_sha256" in saved:
         now = training.fingerprint_0_1(dataset)
-    if "validation_sha256" not in saved:  # saved before the validation images were part of it (0.2.0)
+    if "validation_sha256" not in saved:  # written before 0.2.1, which did not hash them
         now = {key: value for key, value in now.items() if not key.startswith("validation")}
     differs = [key for key in [*now, *(k for k in saved if k not in now)] if saved.get(key) != now.get(key)]
     if not differs:
@@ -126,11 +127,14 @@ def check_same_data(ckpt, now, dataset):
                                      f"or start a new run")
 
 
-def recorded_data_folder(ckpt):
-    """The folder a checkpoint's run read its data from, if the checkpoint says and it is still there; else None
-    (then the usual places are searched: download.py)."""
+def recorded_data_folder(ckpt, names=download.TEST_FILES):
+    """The folder a checkpoint's run read its data from, if the checkpoint says and it still holds the files
+    `names`; else None (then the usual places are searched: download.py)."""
     folder = ckpt.extra.get("data_folder")  # (a str or None: checkpoint.load checked)
-    return folder if folder and Path(folder).is_dir() else None
+    try:
+        return folder if folder and all((Path(folder) / name).is_file() for name in names) else None
+    except (OSError, ValueError):  # a path the system cannot even look at (a NUL in it)
+        return None
 
 
 def test_set(ckpt, config, data_dir=None):
@@ -311,7 +315,8 @@ def _lock(folder):
             if err.errno in (errno.ELOOP, errno.EISDIR):
                 raise not_ours from None
             raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # a hard link: the other name is someone's file
             os.close(fd)
             raise not_ours
         try:
@@ -334,13 +339,14 @@ def _lock(folder):
             os.close(fd)
             raise not_ours
         os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()} ({this_program()})\n".encode("utf-8", "backslashreplace"))
+        line = f"process {os.getpid()} ({this_program()})".replace("\n", "\\n")  # one line, always
+        os.write(fd, f"{line}\n".encode("utf-8", "backslashreplace"))
     return fd
 
 
 LOCKED = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)  # flock's ways of saying "held by another"
 # What a lock file of minivae's holds: nothing (just made, or its run killed before it wrote), or the line it writes
-OUR_LOCK = re.compile(rb"(process [0-9]+ \(.*\)\n)?", re.DOTALL)
+OUR_LOCK = re.compile(rb"(process [0-9]+ \([^\n]*\)\n)?")
 
 
 def _holder(fd):

@@ -127,9 +127,6 @@ def _state_problem(ckpt):
     epoch, running sums of numbers, a noise generator state of the kind seeds.py makes (needed mid-epoch), the
     progress frames as progress.py makes them. (What every command reads, the history's entries, the data's folder
     and fingerprint among them, checkpoint.load has checked.)"""
-    def number(value):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-
     if len(ckpt.history) != ckpt.epoch:
         return f"its history holds {len(ckpt.history)} epochs, but it finished {ckpt.epoch}"
     losses = HISTORY_LOSSES[kind_of(ckpt.config).semi_supervised]  # what finish_epoch records, and the figures read
@@ -137,11 +134,12 @@ def _state_problem(ckpt):
         if not all(losses <= set(record[part]) for part in ("train", "test")):
             return f"its history entry {record!r:.60} lacks some of the losses {', '.join(sorted(losses))}"
     totals = _totals(ckpt.extra)
-    if not (isinstance(totals, dict) and set(totals) <= {"sums", "examples"}
-            and isinstance(totals.get("sums", {}), dict) and all(number(v) for v in totals.get("sums", {}).values())
+    sums = totals.get("sums", {}) if isinstance(totals, dict) else None
+    if not (isinstance(totals, dict) and set(totals) <= {"sums", "examples"} and isinstance(sums, dict)
+            and all(checkpoint.is_number(v) for v in sums.values())
             and isinstance(totals.get("examples", 0), int) and totals.get("examples", 0) >= 0):
         return f"its running sums {totals!r:.60} are not what a run keeps"
-    if not number(ckpt.extra.get("seconds", 0.0)):
+    if not checkpoint.is_number(ckpt.extra.get("seconds", 0.0)):
         return "its seconds are not a number"
     if ckpt.rng_state is not None or ckpt.step:  # mid-epoch the loop goes on from it; at an epoch's end it is None
         try:

@@ -402,6 +402,35 @@ def machine_of(kilobytes):
     return setup
 
 
+def hard_link_to_users_file(path, world):
+    (world.tmp / "precious.txt").write_bytes(b"")
+    os.link(world.tmp / "precious.txt", path)
+
+
+def users_lines(path, world):
+    path.write_bytes(b"process 1 (my notes\nline two\nkept)\n")  # starts and ends like minivae's line
+
+
+def a_pipe(path, world):
+    os.mkfifo(path)
+
+
+def checkpoint_by_link(world):
+    kept = world.tmp / "kept.npz"
+    (world.run / checkpoint.FILENAME).rename(kept)
+    (world.run / checkpoint.FILENAME).symlink_to(kept)
+
+
+def encrypted_member(world):
+    """Mark the checkpoint's first member encrypted (bit 0 of its flags, in its local and central headers)."""
+    path = world.run / checkpoint.FILENAME
+    raw = bytearray(path.read_bytes())
+    local, central = raw.find(b"PK\x03\x04"), raw.find(b"PK\x01\x02")
+    raw[local + 6] |= 1
+    raw[central + 8] |= 1
+    path.write_bytes(bytes(raw))
+
+
 def lone_npy(world):
     path = world.run / checkpoint.FILENAME
     with path.open("wb") as f:
@@ -533,6 +562,19 @@ CASES = [
          "explorer.html, which this run would overwrite", in_folder("run", "explorer.html", link_to_users_file)),
     case("resume-here-with-a-folder-for-metrics", RESUME, 2, "{run}/metrics.json is not a file minivae wrote",
          in_folder("run", "metrics.json", a_folder)),
+    case("resume-here-from-a-link-to-a-checkpoint", RESUME, 2, "{run}/checkpoint.npz is not a file minivae wrote",
+         checkpoint_by_link),
+    case("resume-here-over-a-pipe-named-like-the-page", [w for w in RESUME if w != "--no-plots"], 2,
+         "explorer.html, which this run would overwrite", in_folder("run", "explorer.html", a_pipe)),
+    case("explore-into-a-pipe", ["explore", "{run}", "--out", "{out}/page.html"], 2,
+         "page.html exists and is not a page minivae wrote", in_folder("out", "page.html", a_pipe)),
+    case("out-holds-a-hard-link-named-like-the-lock", TRAIN, 2, "is not a lock file minivae wrote",
+         in_folder("out", ".minivae-lock", hard_link_to_users_file)),
+    case("out-holds-the-users-lines-in-a-lock-file", TRAIN, 2, "is not a lock file minivae wrote",
+         in_folder("out", ".minivae-lock", users_lines)),
+    case("empty-out", [*TRAIN[:4], "", *TRAIN[5:]], 2, "argument --out: an empty path names nothing"),
+    case("empty-resume", [*RESUME[:2], "", *RESUME[3:]], 2, "argument --resume: an empty path names nothing"),
+    case("evaluate-an-empty-path", ["evaluate", ""], 2, "an empty path names nothing"),
     # the data a run trains on (3): labels and the labelled subset are part of it
     case("resume-cvae-on-relabelled-data", [*RESUME[:2], "{cvae}", *RESUME[3:], "--data-dir", "{tmp}/relabelled"], 2,
          "was trained on other data (its training labels differ)", relabelled),
@@ -572,6 +614,16 @@ CASES = [
     case("a-lone-array-named-checkpoint-npz", EVALUATE, 2, "{run}/checkpoint.npz: not a readable minivae checkpoint "
          "(not the zip archive", lone_npy),
     case("resume-of-a-lone-array", RESUME, 2, "not the zip archive", lone_npy),
+    case("evaluate-an-encrypted-checkpoint", EVALUATE, 2, "is encrypted", encrypted_member),
+    case("explore-an-encrypted-checkpoint", ["explore", "{run}", "--out", "{tmp}/page.html"], 2, "is encrypted",
+         encrypted_member),
+    case("history-loss-past-a-float", EVALUATE, 2, "its history entry",
+         edit_checkpoint("run", lambda e, m: m["history"][0]["test"].update(recon=10**400))),
+    case("history-of-another-epoch", RESUME, 2, "its history entry", edit_checkpoint(
+        "run", lambda e, m: m["history"][0].update(epoch=7))),
+    case("seconds-past-a-float", RESUME, 2, "its seconds are not a number", set_extra("seconds", 10**400)),
+    case("lr-past-a-float", EVALUATE, 2, "lr", edit_config(lr=10**400)),
+    case("beta-past-a-float", ["explore", "{run}", "--out", "{tmp}/page.html"], 2, "beta", edit_config(beta=10**400)),
     case("iwae-with-a-kl-weight", RESUME, 2, "the IWAE bound has no KL weight",
          edit_config(objective="iwae", beta=0.5)),
     case("cvae-with-k-samples", [*RESUME[:2], "{cvae}", *RESUME[3:]], 2, "trains on the ELBO with one sample",
@@ -661,7 +713,7 @@ def run_case(argv, world, capsys):
 def assert_ends_cleanly(code, err, expected_code, phrase, folder):
     """The exit code, the phrase in one line, no traceback, no temporary file, no empty folder."""
     assert code == expected_code, err
-    assert "Traceback" not in err and "Warning" not in err, err
+    assert "Traceback" not in err and "Warning" not in err and "usage:" not in err, err
     said = [line for line in err.splitlines() if "error:" in line or line.startswith("interrupted")]
     assert len(said) == 1 and phrase in said[0], err
     if code == 130:

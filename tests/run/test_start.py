@@ -89,6 +89,19 @@ def test_make_folders_that_fails_part_way_removes_the_parents_it_made(tmp_path):
 # ---------------------------------------------------------------- the data a run trains on
 
 
+def test_the_folder_a_checkpoint_recorded_is_used_only_while_it_holds_the_files(tmp_path):
+    folder = write_dataset(tmp_path / "data", n_train=8, n_test=4)
+    ckpt = checkpoint.Checkpoint(path=tmp_path / "c.npz", config={}, epoch=0, step=0, history=[], rng_state=None,
+                                 extra={"data_folder": str(folder)}, params={},
+                                 optimizer_state={})
+    assert start.recorded_data_folder(ckpt) == str(folder)
+    (folder / data.FILES[0]).unlink()  # a training file: evaluating needs only the test files
+    assert start.recorded_data_folder(ckpt) == str(folder)
+    assert start.recorded_data_folder(ckpt, data.FILES) is None
+    ckpt.extra["data_folder"] = "/etc"  # a folder, but not of this dataset: the usual places instead
+    assert start.recorded_data_folder(ckpt) is None
+
+
 def dataset_in(folder):
     return data.load("mnist", folder)
 
