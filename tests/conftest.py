@@ -13,7 +13,9 @@ stand-in with tests/kernel_emulator.py's ElementwiseKernel (the kernels compiled
 without a C++ compiler), and on a real CuPy (skipped without a GPU).
 """
 
+import re
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import fake_cupy
@@ -173,3 +175,18 @@ def vae_relu_margin(model, x, eps, y=None):
     mu, scale = model.encode(x, y)
     z = model.posterior.sample(mu, scale, eps)
     return min(relu_margin(model.encoder, model.with_class(x, y)), relu_margin(model.decoder, model.with_class(z, y)))
+
+
+def forge_shape(path, entry, shape):
+    """Rewrite the .npy header of one entry of the .npz file at `path` to declare `shape`; the bytes stay, so a
+    damaged header can be shown to be refused before anything is allocated."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    raw = members[entry + ".npy"]
+    end = 10 + int.from_bytes(raw[8:10], "little")  # format 1.0: magic, version, 2-byte header length
+    header = raw[10:end].decode("latin1")
+    forged = re.sub(r"'shape': \([^)]*\)", f"'shape': {tuple(shape)!r}", header).rstrip()
+    members[entry + ".npy"] = raw[:10] + (forged.ljust(len(header) - 1) + "\n").encode("latin1") + raw[end:]
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)

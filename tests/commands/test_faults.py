@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, write_dataset
+from conftest import REPO, forge_shape, write_dataset
 
 from minivae import cli, evaluate, explore, gradcheck, train
 from minivae.bench import __main__ as bench
@@ -305,17 +305,7 @@ def mt19937_state():
 def declare_size(entry, shape, which="run"):
     """Forge the .npy header of one entry of the checkpoint to declare `shape` (its bytes stay as they are)."""
     def setup(world):
-        path = getattr(world, which) / checkpoint.FILENAME
-        with zipfile.ZipFile(path) as archive:
-            members = {name: archive.read(name) for name in archive.namelist()}
-        raw = members[entry + ".npy"]
-        end = 10 + int.from_bytes(raw[8:10], "little")  # format 1.0: magic, version, 2-byte header length
-        header = raw[10:end].decode("latin1")
-        forged = re.sub(r"'shape': \([^)]*\)", f"'shape': {tuple(shape)!r}", header).rstrip()
-        members[entry + ".npy"] = raw[:10] + (forged.ljust(len(header) - 1) + "\n").encode("latin1") + raw[end:]
-        with zipfile.ZipFile(path, "w") as archive:
-            for name, content in members.items():
-                archive.writestr(name, content)
+        forge_shape(getattr(world, which) / checkpoint.FILENAME, entry, shape)
     return setup
 
 

@@ -1,12 +1,11 @@
 """Tests for minivae.checkpoint: a round trip keeps everything, saving is atomic, damage is one clear error."""
 
 import os
-import re
 import tracemalloc
-import zipfile
 
 import numpy as np
 import pytest
+from conftest import forge_shape
 
 from minivae.core import backend
 from minivae.core.optim import SGD, Adam
@@ -160,20 +159,6 @@ def test_another_optimizer_is_refused(tmp_path):
     other, sgd = make(optimizer=SGD)
     with pytest.raises(CheckpointError, match="another optimizer"):
         checkpoint.restore(other, sgd, checkpoint.load(path))
-
-
-def forge_shape(path, entry, shape):
-    """Rewrite the .npy header of one entry of the .npz file at `path` to declare `shape` (the bytes stay)."""
-    with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    raw = members[entry + ".npy"]
-    end = 10 + int.from_bytes(raw[8:10], "little")
-    header = raw[10:end].decode("latin1")
-    forged = re.sub(r"'shape': \([^)]*\)", f"'shape': {tuple(shape)!r}", header).rstrip()
-    members[entry + ".npy"] = raw[:10] + (forged.ljust(len(header) - 1) + "\n").encode("latin1") + raw[end:]
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
 
 
 @pytest.mark.parametrize("entry, shape", [("param/encoder.0.W", (10**9,)), ("optim/t", (10**5, 10**5)),
